@@ -1,0 +1,1 @@
+"""adaface_lab."""

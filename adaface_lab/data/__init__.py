@@ -1,0 +1,1 @@
+"""Data: the built-in SyntheticFaces set, readers for real face data, and augmentations."""
