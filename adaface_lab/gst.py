@@ -1,0 +1,275 @@
+"""The gradient scaling term (GST) and the paper's Fig. 3 feature plane, in NumPy.
+
+For the cross-entropy of scaled logits, the gradient with respect to the target cosine is
+
+    g = ∂L/∂c_y = (P_y − 1) · df/dc                      (target class)
+    g_j = ∂L/∂c_j = P_j · d logit_j / d c_j               (a negative class j)
+
+with f the method's target logit (:mod:`adaface_lab.margins`). Under the "detached-margin"
+convention (insightface, CVLface) the margin is computed without gradient, so df/dc = s and the
+margin acts only through P_y. ``convention="official"`` (the AdaFace code) is the default.
+
+The feature plane (DESIGN.md §2, paper Fig. 3): two unit class vectors W_y (along +x) and W_j at
+angle φ, a feature at polar angle α and radius r in the unit disc. θ_y is its angle to W_y, θ_j to
+W_j; two-class softmax gives P_y; B0 is where c_y = c_j and B1 where f(c_y) = logit_j(c_j).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .margins import AdaFace, Margin, build_margin
+
+Convention = Literal["official", "detached"]
+CONVENTIONS: tuple[str, ...] = ("official", "detached")
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+def resolve_context(
+    margin: Margin,
+    *,
+    norm: Any = None,
+    z_hat: Any = None,
+    mean: float | None = None,
+    std: float | None = None,
+) -> dict[str, Any]:
+    """The per-sample keywords ``margin`` needs, from what the caller knows.
+
+    AdaFace takes ``z_hat`` directly or computes it from (``norm``, ``mean``, ``std``) with its h;
+    MagFace takes ``norm``. Other methods need nothing.
+    """
+    context: dict[str, Any] = {}
+    if "z_hat" in margin.needs:
+        if z_hat is None:
+            if norm is None or mean is None or std is None:
+                raise ValueError("AdaFace needs z_hat, or norm together with mean and std")
+            assert isinstance(margin, AdaFace)
+            z_hat = margin.z_hat(np.asarray(norm, dtype=float), mean, std)
+        context["z_hat"] = z_hat
+    if "norm" in margin.needs:
+        if norm is None:
+            raise ValueError(f"{margin.name} needs the feature norm")
+        context["norm"] = norm
+    return context
+
+
+def target_derivative(margin: Margin, c_y: np.ndarray, convention: Convention = "official",
+                      **context: Any) -> np.ndarray:
+    """df/dc under ``convention``: the analytic derivative, or s when the margin is detached."""
+    _check_convention(convention)
+    if convention == "detached":
+        return np.full_like(np.asarray(c_y, dtype=float), margin.s)
+    return margin.target_derivative(c_y, **context)
+
+
+def target_gst(margin: Margin, c_y: np.ndarray, p_y: np.ndarray, convention: Convention = "official",
+               **context: Any) -> np.ndarray:
+    """g = (P_y − 1) · df/dc for target cosines ``c_y`` with target probabilities ``p_y``."""
+    return (np.asarray(p_y) - 1.0) * target_derivative(margin, c_y, convention, **context)
+
+
+def negative_gst(margin: Margin, c_j: np.ndarray, c_y: np.ndarray, p_j: np.ndarray,
+                 convention: Convention = "official", t: float = 0.0) -> np.ndarray:
+    """g_j = P_j · d logit_j/dc_j for a negative class (differs from P_j·s only for CurricularFace)."""
+    _check_convention(convention)
+    if convention == "detached":
+        return np.asarray(p_j) * margin.s
+    return np.asarray(p_j) * margin.negative_derivative(c_j, c_y, t=t)
+
+
+def two_class(margin: Margin, c_y: np.ndarray, c_j: np.ndarray, *, t: float = 0.0,
+              convention: Convention = "official", **context: Any) -> dict[str, np.ndarray]:
+    """Logits, P_y and both GSTs for a two-class problem (W_y and one negative W_j).
+
+    Returns a dict of arrays shaped like ``c_y``: ``logit_y``, ``logit_j``, ``p_y``, ``g``
+    (target GST) and ``g_j`` (negative GST).
+    """
+    logit_y = margin.target_logit(c_y, **context)
+    logit_j = margin.negative_logit(c_j, c_y, t=t)
+    p_y = 0.5 * (1.0 + np.tanh(0.5 * (logit_y - logit_j)))  # stable sigmoid(f − logit_j)
+    g = target_gst(margin, c_y, p_y, convention, **context)
+    g_j = negative_gst(margin, c_j, c_y, 1.0 - p_y, convention, t=t)
+    return {"logit_y": logit_y, "logit_j": logit_j, "p_y": p_y, "g": g, "g_j": g_j}
+
+
+def _angle_between(alpha: np.ndarray, direction: float) -> np.ndarray:
+    """Unsigned angle in [0, π] between polar angle ``alpha`` and ``direction`` (radians)."""
+    return np.abs((alpha - direction + math.pi) % (2 * math.pi) - math.pi)
+
+
+def arc_profile(margin: Margin, theta_y: np.ndarray, *, phi: float = math.pi / 2, t: float = 0.0,
+                convention: Convention = "official", **context: Any) -> dict[str, np.ndarray]:
+    """:func:`two_class` along the unit circle, for features at angle ``theta_y`` (rad) from W_y
+    rotating toward W_j (so θ_j = |θ_y − φ|). Adds ``theta_y`` and ``theta_j`` to the dict."""
+    theta_y = np.asarray(theta_y, dtype=float)
+    theta_j = _angle_between(theta_y, phi)
+    out = two_class(margin, np.cos(theta_y), np.cos(theta_j), t=t, convention=convention, **context)
+    out.update(theta_y=theta_y, theta_j=theta_j)
+    return out
+
+
+@dataclass
+class FeaturePlane:
+    """A method's Fig. 3 picture: fields on a square grid over the unit disc (NaN outside).
+
+    ``x``, ``y``: (R,) grid coordinates; ``theta_y``, ``theta_j`` (rad), ``norm``, ``p_y``, ``g``
+    and ``g_j``: (R, R) arrays indexed [y, x]; ``b0`` and ``b1``: lists of (K, 2) polylines;
+    ``w_y``, ``w_j``: the unit class vectors.
+    """
+
+    method: str
+    params: dict[str, float]
+    phi: float
+    convention: str
+    x: np.ndarray
+    y: np.ndarray
+    theta_y: np.ndarray
+    theta_j: np.ndarray
+    norm: np.ndarray
+    p_y: np.ndarray
+    g: np.ndarray
+    g_j: np.ndarray
+    b0: list[np.ndarray]
+    b1: list[np.ndarray]
+    w_y: np.ndarray
+    w_j: np.ndarray
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def feature_plane(
+    margin: Margin | str,
+    *,
+    phi: float = math.pi / 2,
+    resolution: int = 300,
+    norm: float | None = None,
+    z_hat: float | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    radial_norm: tuple[float, float] | None = None,
+    t: float = 0.0,
+    convention: Convention = "official",
+    dtype: Any = np.float32,
+) -> FeaturePlane:
+    """The feature plane of ``margin`` (a Margin or a registered name with default parameters).
+
+    A point's norm is ``norm`` everywhere, or, with ``radial_norm=(lo, hi)``, grows with its radius
+    r ∈ [0, 1] as lo + r·(hi − lo) (so AdaFace's and MagFace's margins vary across the disc).
+    AdaFace takes ``z_hat`` directly, or ``mean`` and ``std`` (μ_z, σ_z) with the norm(s).
+    ``phi`` is the angle between W_y and W_j in radians; ``resolution`` the grid side.
+    """
+    if isinstance(margin, str):
+        margin = build_margin(margin)
+    _check_convention(convention)
+    if not 0 < phi <= math.pi:
+        raise ValueError(f"phi must lie in (0, π], got {phi}")
+    if resolution < 8:
+        raise ValueError("resolution must be at least 8")
+    axis = np.linspace(-1.0, 1.0, resolution, dtype=dtype)
+    xx, yy = np.meshgrid(axis, axis)  # [y, x]
+    radius = np.hypot(xx, yy)
+    alpha = np.arctan2(yy, xx)
+    inside = radius <= 1.0
+
+    if radial_norm is not None:
+        lo, hi = radial_norm
+        norms = (lo + radius * (hi - lo)).astype(dtype)
+    else:
+        norms = np.full_like(radius, np.nan if norm is None else norm)
+    have_norm = norm is not None or radial_norm is not None
+    context = resolve_context(
+        margin, norm=norms[inside] if have_norm else None, z_hat=z_hat, mean=mean, std=std
+    )
+
+    theta_y = _angle_between(alpha, 0.0)
+    theta_j = _angle_between(alpha, phi)
+    fields = two_class(margin, np.cos(alpha[inside]), np.cos(alpha[inside] - phi), t=t,
+                       convention=convention, **context)
+
+    def _full(values: np.ndarray) -> np.ndarray:
+        out = np.full(radius.shape, np.nan, dtype=dtype)
+        out[inside] = values
+        return out
+
+    b0 = [_ray(phi / 2), _ray(phi / 2 + math.pi)]
+    b1 = _boundary_b1(margin, phi, norm, z_hat, mean, std, radial_norm, t)
+    return FeaturePlane(
+        method=margin.name,
+        params=margin.params(),
+        phi=phi,
+        convention=convention,
+        x=axis,
+        y=axis,
+        theta_y=np.where(inside, theta_y, np.nan),
+        theta_j=np.where(inside, theta_j, np.nan),
+        norm=np.where(inside, norms, np.nan),
+        p_y=_full(fields["p_y"]),
+        g=_full(fields["g"]),
+        g_j=_full(fields["g_j"]),
+        b0=b0,
+        b1=b1,
+        w_y=np.array([1.0, 0.0]),
+        w_j=np.array([math.cos(phi), math.sin(phi)]),
+        context={k: v for k, v in (("norm", norm), ("z_hat", z_hat), ("mean", mean), ("std", std))
+                 if v is not None},
+    )
+
+
+def _ray(angle: float, r0: float = 0.0, r1: float = 1.0) -> np.ndarray:
+    """A straight segment from radius r0 to r1 along polar angle ``angle``: (2, 2)."""
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    return np.stack([r0 * direction, r1 * direction])
+
+
+def _boundary_b1(margin: Margin, phi: float, norm: float | None, z_hat: float | None,
+                 mean: float | None, std: float | None, radial_norm: tuple[float, float] | None,
+                 t: float, n_alpha: int = 1440, n_radius: int = 48) -> list[np.ndarray]:
+    """B1 (f(c_y) = logit_j(c_j)) as polylines, found by sign changes along the angle.
+
+    With a fixed norm B1 is made of rays; with a radial norm it bends, traced radius by radius.
+    """
+    alpha = np.linspace(-math.pi, math.pi, n_alpha, endpoint=False)
+    radii = np.linspace(0.02, 1.0, n_radius) if radial_norm is not None else np.array([1.0])
+    roots_per_radius: list[np.ndarray] = []
+    for r in radii:
+        r_norm = radial_norm[0] + r * (radial_norm[1] - radial_norm[0]) if radial_norm else norm
+        context = resolve_context(
+            margin,
+            norm=None if r_norm is None else np.full_like(alpha, r_norm),
+            z_hat=z_hat, mean=mean, std=std,
+        )
+        c_y, c_j = np.cos(alpha), np.cos(alpha - phi)
+        diff = margin.target_logit(c_y, **context) - margin.negative_logit(c_j, c_y, t=t)
+        nxt = np.roll(diff, -1)
+        crossing = np.flatnonzero((diff > 0) != (nxt > 0))
+        frac = diff[crossing] / (diff[crossing] - nxt[crossing])
+        step = 2 * math.pi / n_alpha
+        roots_per_radius.append(alpha[crossing] + frac * step)
+
+    if radial_norm is None:
+        return [_ray(a) for a in roots_per_radius[0]]
+    branches: dict[int, list[tuple[float, float]]] = {}
+    for r, roots in zip(radii, roots_per_radius):
+        for i, a in enumerate(np.sort(roots)):
+            branches.setdefault(i, []).append((r * math.cos(a), r * math.sin(a)))
+    return [np.asarray(points) for points in branches.values() if len(points) > 1]
+
+
+__all__ = [
+    "CONVENTIONS",
+    "FeaturePlane",
+    "arc_profile",
+    "feature_plane",
+    "negative_gst",
+    "resolve_context",
+    "target_derivative",
+    "target_gst",
+    "two_class",
+]

@@ -1,0 +1,351 @@
+"""Classification heads: a cosine layer plus one margin from :mod:`adaface_lab.margins`.
+
+Every head is called like the official AdaFace heads::
+
+    head = build_head("adaface", embedding_size=512, num_classes=10_000)
+    logits = head(embeddings, norms, labels)   # (B, d) unit-norm, (B, 1), (B,) -> (B, C), scaled by s
+    loss = head.loss(logits, labels)           # cross-entropy (+ MagFace's regulariser)
+
+The margin touches only the B target logits: the B×C matrix is one matmul and one scale, never
+an arccos/cos over every class and never a B×C one-hot mask. (CurricularFace compares every
+negative with its row's threshold, which its definition needs.) Non-target logits are s·c_j; the
+official code computes s·clamp(c_j, −1+ε, 1−ε), which differs only where |c_j| > 1 − ε.
+
+``detach_margin=True`` gives the insightface / CVLface convention: the same logits, but the margin
+is computed without gradient, so df/dc = s for every method (DESIGN.md §2, "detached-margin").
+
+After each forward, ``head.diagnostics`` holds detached per-sample tensors for logging: ``cos_y``,
+``norm``, the margin applied (``margin_angle`` in radians, ``margin_add``, and ``margin_mult`` where
+the method multiplies the angle) and each method's own state (AdaFace: ``z_hat``, ``batch_mean``,
+``batch_std``; CurricularFace: ``t``; MagFace: ``regularizer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .margins import Margin, build_margin, magface_regularizer
+
+_HEADS: dict[str, type["MarginHead"]] = {}
+
+
+def register_head(name: str) -> Callable[[type["MarginHead"]], type["MarginHead"]]:
+    """Class decorator: register a head class under ``name`` (also the name of its margin)."""
+
+    def deco(cls: type[MarginHead]) -> type[MarginHead]:
+        if name in _HEADS:
+            raise ValueError(f"head {name!r} is already registered")
+        cls.margin_name = name
+        _HEADS[name] = cls
+        return cls
+
+    return deco
+
+
+def list_heads() -> list[str]:
+    """Names of every registered head."""
+    return list(_HEADS)
+
+
+def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> "MarginHead":
+    """Make the head ``name``; ``params`` are the margin's (s, m, h, …) plus ``detach_margin``.
+
+    Raises ValueError for an unknown head or parameter.
+    """
+    try:
+        cls = _HEADS[name]
+    except KeyError:
+        raise ValueError(f"unknown head {name!r}; known: {', '.join(_HEADS)}") from None
+    return cls(embedding_size=embedding_size, num_classes=num_classes, **params)
+
+
+# ----------------------------------------------------------------------------- input checks
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _check_inputs(
+    embeddings: Any, norms: Any, labels: Any, embedding_size: int, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a head's inputs; returns norms as (B, 1) and labels as int64 (B,).
+
+    Raises TypeError (not a tensor, labels not integer) or ValueError (shape, NaN/inf, negative
+    norm, label out of range, embeddings not unit-norm) with a plain message.
+    """
+    for name, value in (("embeddings", embeddings), ("norms", norms), ("labels", labels)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if embeddings.ndim != 2 or embeddings.shape[1] != embedding_size:
+        raise ValueError(
+            f"embeddings must have shape (B, {embedding_size}), got {tuple(embeddings.shape)}"
+        )
+    batch = embeddings.shape[0]
+    if batch == 0:
+        raise ValueError("empty batch: embeddings has 0 rows")
+    if labels.dtype not in _INT_DTYPES:
+        raise TypeError(f"labels must be an integer tensor (class indices), got {labels.dtype}")
+    if labels.shape not in ((batch,), (batch, 1)):
+        raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+    if norms.shape not in ((batch,), (batch, 1)):
+        raise ValueError(f"norms must have shape ({batch}, 1), got {tuple(norms.shape)}")
+    emb, nrm, lab = embeddings.detach(), norms.detach(), labels.detach()
+    if not torch.isfinite(emb).all():
+        raise ValueError("embeddings contain NaN or inf")
+    if not torch.isfinite(nrm).all():
+        raise ValueError("norms contain NaN or inf")
+    if (nrm < 0).any():
+        raise ValueError("norms must be non-negative (they are feature norms ‖z‖)")
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+    tol = 1e-3 if emb.dtype in (torch.float32, torch.float64) else 2e-2
+    deviation = float((emb.float().norm(dim=1) - 1).abs().max())
+    if deviation > tol:
+        raise ValueError(
+            "embeddings must be unit-norm (pass embedding/‖embedding‖ and the norm separately); "
+            f"largest |‖e‖ − 1| = {deviation:.3g}"
+        )
+    return norms.reshape(batch, 1), labels.reshape(batch).long()
+
+
+# ----------------------------------------------------------------------------- base head
+
+
+class MarginHead(nn.Module):
+    """Cosine classifier with a margin on the target logit (one subclass per method).
+
+    Parameters: ``kernel`` (embedding_size, num_classes) — the class weights, stored transposed
+    relative to ``nn.Linear`` as in the official code, so released head states load unchanged.
+    """
+
+    margin_name: ClassVar[str] = "softmax"
+
+    def __init__(
+        self,
+        embedding_size: int = 512,
+        num_classes: int = 1000,
+        detach_margin: bool = False,
+        validate: bool = True,
+        **margin_params: Any,
+    ) -> None:
+        super().__init__()
+        if embedding_size < 1 or num_classes < 2:
+            raise ValueError("embedding_size must be ≥ 1 and num_classes ≥ 2")
+        self.margin: Margin = build_margin(self.margin_name, **margin_params)
+        self.embedding_size = embedding_size
+        self.num_classes = num_classes
+        self.detach_margin = detach_margin
+        self.validate = validate
+        self.kernel = nn.Parameter(torch.empty(embedding_size, num_classes))
+        # the official initialisation: uniform, then every column renormalised to unit length
+        with torch.no_grad():
+            self.kernel.uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)
+        self.diagnostics: dict[str, torch.Tensor] = {}
+        self.aux_loss: torch.Tensor | None = None
+
+    @property
+    def s(self) -> float:
+        return self.margin.s
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.margin.params().items())
+        return (f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {params}, "
+                f"detach_margin={self.detach_margin}")
+
+    # -- forward -----------------------------------------------------------------------------
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit embeddings -> (B, C) cosines with the unit class weights.
+
+        Half-precision products (autocast) come back as float32, so the margin maths never runs
+        in 16 bits.
+        """
+        weights = F.normalize(self.kernel, dim=0)
+        cos = torch.mm(embeddings, weights.to(embeddings.dtype))
+        return cos.float() if cos.dtype in (torch.float16, torch.bfloat16) else cos
+
+    def forward(self, embeddings: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit-norm embeddings, (B, 1) norms, (B,) labels -> (B, C) scaled logits."""
+        if self.validate:
+            norms, labels = _check_inputs(embeddings, norms, labels, self.embedding_size, self.num_classes)
+        else:
+            norms, labels = norms.reshape(-1, 1), labels.reshape(-1).long()
+        return self.logits_from_cos(self.cosine(embeddings), norms, labels)
+
+    def logits_from_cos(self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Apply the margin to a (B, C) cosine matrix; the part of forward after the matmul."""
+        s = self.margin.s
+        rows = torch.arange(cos.shape[0], device=cos.device)
+        norm = norms.reshape(-1).to(cos.dtype)
+        c_y = cos[rows, labels]  # (B,)
+        context = self._context(norm, c_y)
+
+        logits = cos * s  # (B, C): the non-target logits
+        if self.margin.modifies_negatives:
+            negatives = self.margin.negative_logit(cos, c_y[:, None], **context, **self._negative_context())
+            logits = logits + (negatives - logits).detach() if self.detach_margin else negatives
+        target = self.margin.target_logit(c_y, **context)  # (B,)
+        if self.detach_margin:
+            target = s * c_y + (target - s * c_y).detach()
+        logits[rows, labels] = target  # in place: only B entries change
+
+        self.aux_loss = self._aux_loss(norm, context)
+        self._record(c_y, norm, context)
+        return logits
+
+    # -- hooks for stateful methods ---------------------------------------------------------
+    def _context(self, norm: torch.Tensor, c_y: torch.Tensor) -> dict[str, Any]:
+        """Per-sample context the margin needs (and where stateful heads update their state)."""
+        return {"norm": norm} if "norm" in self.margin.needs else {}
+
+    def _negative_context(self) -> dict[str, Any]:
+        """Extra state the negatives' logits need (CurricularFace's t)."""
+        return {}
+
+    def _aux_loss(self, norm: torch.Tensor, context: dict[str, Any]) -> torch.Tensor | None:
+        return None
+
+    def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
+        diag = {"cos_y": c_y.detach(), "norm": norm.detach()}
+        terms = self.margin.margin_terms(c_y.detach(), **{k: _detach(v) for k, v in context.items()})
+        diag.update({k: v.detach() for k, v in terms.items()})
+        self.diagnostics = diag
+
+    # -- loss ---------------------------------------------------------------------------------
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the scaled logits, plus the method's auxiliary term (MagFace)."""
+        ce = F.cross_entropy(logits, labels.reshape(-1).long(), reduction=reduction)
+        if self.aux_loss is None:
+            return ce
+        return ce + (self.aux_loss if reduction != "sum" else self.aux_loss * logits.shape[0])
+
+
+def _detach(value: Any) -> Any:
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+# ----------------------------------------------------------------------------- the heads
+
+
+@register_head("softmax")
+class SoftmaxHead(MarginHead):
+    """Normalised softmax (no margin): the floor every other head is measured against."""
+
+
+@register_head("cosface")
+class CosFaceHead(MarginHead):
+    """CosFace: s·(c − m) on the target."""
+
+
+@register_head("arcface")
+class ArcFaceHead(MarginHead):
+    """ArcFace: s·cos(θ + m) on the target."""
+
+
+@register_head("negative_angular")
+class NegativeAngularHead(MarginHead):
+    """Negative angular margin: s·cos(θ − m) on the target."""
+
+
+@register_head("sphereface")
+class SphereFaceHead(MarginHead):
+    """SphereFace: s·ψ(θ) on the target."""
+
+
+@register_head("combined")
+class CombinedHead(MarginHead):
+    """insightface's combined margin s·(cos(m1θ + m2) − m3)."""
+
+
+@register_head("magface")
+class MagFaceHead(MarginHead):
+    """MagFace: margin grows with the norm; ``aux_loss`` = λ_g · mean(1/a + a/u_a²).
+
+    The norm is *not* detached: MagFace's regulariser (and its margin) act on it.
+    """
+
+    def _aux_loss(self, norm: torch.Tensor, context: dict[str, Any]) -> torch.Tensor:
+        m = self.margin
+        self._regularizer = magface_regularizer(norm, m.l_a, m.u_a)
+        return m.lambda_g * self._regularizer.mean()
+
+    def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
+        super()._record(c_y, norm, context)
+        self.diagnostics["regularizer"] = self._regularizer.detach()
+
+
+@register_head("curricularface")
+class CurricularFaceHead(MarginHead):
+    """CurricularFace: ArcFace target; hard negatives weighted by the adaptive ``t`` buffer."""
+
+    def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:
+        super().__init__(embedding_size, num_classes, **params)
+        self.register_buffer("t", torch.zeros(1))
+
+    def _context(self, norm: torch.Tensor, c_y: torch.Tensor) -> dict[str, Any]:
+        if self.training:  # t ← 0.01·mean(c_y) + 0.99·t, before use
+            with torch.no_grad():
+                self.t.mul_(0.99).add_(0.01 * c_y.detach().mean())
+        return {}
+
+    def _negative_context(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
+        super()._record(c_y, norm, context)
+        self.diagnostics["t"] = self.t.detach().clone().expand_as(c_y)
+
+
+@register_head("adaface")
+class AdaFaceHead(MarginHead):
+    """AdaFace (official implementation): quality-adaptive margin from the feature norm.
+
+    Buffers as the authors' checkpoints: ``t`` (unused, kept for loading), ``batch_mean`` (μ_z,
+    starts at 20) and ``batch_std`` (σ_z, starts at 100). In training mode, each forward first
+    updates them as an EMA of the batch's (clipped, detached) norms with weight ``t_alpha``, then
+    computes ẑ with the updated values. A batch of one has no std: σ_z then keeps its value (the
+    official code would turn it into NaN). In eval mode the buffers are only read.
+    """
+
+    def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:
+        super().__init__(embedding_size, num_classes, **params)
+        self.register_buffer("t", torch.zeros(1))
+        self.register_buffer("batch_mean", torch.ones(1) * 20)
+        self.register_buffer("batch_std", torch.ones(1) * 100)
+
+    def _context(self, norm: torch.Tensor, c_y: torch.Tensor) -> dict[str, Any]:
+        safe = norm.detach().clamp(0.001, 100)
+        if self.training:
+            alpha = self.margin.t_alpha
+            with torch.no_grad():
+                self.batch_mean.mul_(1 - alpha).add_(alpha * safe.mean())
+                if safe.numel() > 1:
+                    self.batch_std.mul_(1 - alpha).add_(alpha * safe.std())
+        z_hat = self.margin.z_hat(safe, self.batch_mean, self.batch_std).detach()
+        return {"z_hat": z_hat}
+
+    def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
+        super()._record(c_y, norm, context)
+        self.diagnostics["z_hat"] = context["z_hat"]
+        self.diagnostics["batch_mean"] = self.batch_mean.detach().clone().expand_as(c_y)
+        self.diagnostics["batch_std"] = self.batch_std.detach().clone().expand_as(c_y)
+
+
+__all__ = [
+    "MarginHead",
+    "SoftmaxHead",
+    "CosFaceHead",
+    "ArcFaceHead",
+    "NegativeAngularHead",
+    "SphereFaceHead",
+    "CombinedHead",
+    "MagFaceHead",
+    "CurricularFaceHead",
+    "AdaFaceHead",
+    "register_head",
+    "build_head",
+    "list_heads",
+]

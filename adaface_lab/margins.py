@@ -1,0 +1,424 @@
+"""Margin functions: the target logit f(c) of every margin-based softmax and its derivative df/dc.
+
+This module is where the maths of DESIGN.md §2 lives. Every method is a small frozen dataclass
+registered under its name; ``build_margin(name, **params)`` makes one. Each works on NumPy arrays
+(fast, for the app and the plots) and on torch tensors (inside the heads, where autograd sees it).
+
+Notation (per sample): ``c = cos θ_y`` between the unit feature and the unit target-class weight,
+``θ = arccos c`` in radians, ``s`` the scale. All logits returned here are already multiplied by s.
+
+Most methods are one formula with per-sample terms (the "combined" margin of insightface)::
+
+    f(c) = s · (cos(m1·θ + m2) − m3),   df/dc = s · m1 · sin(m1·θ + m2) / sin θ
+
+  softmax (1, 0, 0) · CosFace (1, 0, m) · ArcFace (1, m, 0) · negative angular (1, −m, 0)
+  MagFace (1, m(a), 0) · AdaFace (1, −m·ẑ, m·ẑ + m) · CurricularFace's target = ArcFace's
+
+so each class only says what its terms are (:meth:`Margin.terms`). SphereFace's piecewise ψ(θ)
+overrides the formula itself, and CurricularFace also changes the hard negatives' logits.
+
+Clamps follow the official AdaFace code: cosines clamped to [−1+ε, 1−ε] and the angle
+m1·θ + m2 clipped to [ε, π−ε] (ε = 1e-3); where a clamp is active the derivative is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, ClassVar, Union
+
+import numpy as np
+import torch
+
+Array = Union[np.ndarray, torch.Tensor]
+Scalar = Union[float, np.ndarray, torch.Tensor]
+
+EPS = 1e-3
+"""ε of the official AdaFace code: cosine clamp, angle clip and the ẑ denominator."""
+
+# ----------------------------------------------------------------------------- array helpers
+
+
+def _is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _acos(x: Array) -> Array:
+    return torch.acos(x) if _is_torch(x) else np.arccos(x)
+
+
+def _cos(x: Array) -> Array:
+    return torch.cos(x) if _is_torch(x) else np.cos(x)
+
+
+def _sin(x: Array) -> Array:
+    return torch.sin(x) if _is_torch(x) else np.sin(x)
+
+
+def _clip(x: Array, lo: Scalar, hi: Scalar) -> Array:
+    if _is_torch(x):
+        return torch.clamp(x, lo, hi)
+    return np.clip(x, lo, hi)
+
+
+def _inside(x: Array, lo: Scalar, hi: Scalar) -> Array:
+    """1.0 where lo ≤ x ≤ hi (the clamp passes the gradient), else 0.0; same type as x."""
+    mask = (x >= lo) & (x <= hi)
+    return mask.to(x.dtype) if _is_torch(x) else mask.astype(np.result_type(x, np.float32))
+
+
+def _floor(x: Array) -> Array:
+    return torch.floor(x) if _is_torch(x) else np.floor(x)
+
+
+def _as_array_like(value: Any, like: Array) -> Array:
+    """A per-sample quantity (norm, ẑ) as the same kind of array as ``like``."""
+    if _is_torch(like):
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return np.asarray(value, dtype=np.result_type(like, np.float32))
+
+
+def clamp_cos(c: Array, eps: float = EPS) -> Array:
+    """Clamp cosines to [−1+ε, 1−ε] so that arccos has a finite derivative."""
+    return _clip(c, -1.0 + eps, 1.0 - eps)
+
+
+# ----------------------------------------------------------------------------- AdaFace terms
+
+
+def adaface_z_hat(norm: Array, mean: Scalar, std: Scalar, h: float, eps: float = EPS) -> Array:
+    """ẑ = clip(h · (‖z‖ − μ_z) / (σ_z + ε), −1, 1), with ‖z‖ clipped to [0.001, 100].
+
+    ``norm``: feature norms (any shape), ``mean``/``std``: the (EMA) batch statistics μ_z, σ_z.
+    In the heads ẑ is computed without gradient (DESIGN.md §2); here it is a plain function.
+    """
+    safe = _clip(norm, 0.001, 100.0)
+    return _clip(h * (safe - mean) / (std + eps), -1.0, 1.0)
+
+
+def adaface_terms(z_hat: Array, m: float) -> tuple[Array, Array]:
+    """AdaFace's adaptive terms: g_angle = −m·ẑ and g_add = m·ẑ + m (radians and cosine units)."""
+    return -m * z_hat, m * z_hat + m
+
+
+def magface_margin(norm: Array, l_a: float, u_a: float, l_m: float, u_m: float) -> Array:
+    """MagFace's margin m(a) = (u_m − l_m)/(u_a − l_a) · (a − l_a) + l_m with a = clamp(‖z‖, l_a, u_a)."""
+    a = _clip(norm, l_a, u_a)
+    return (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m
+
+
+def magface_regularizer(norm: Array, l_a: float, u_a: float) -> Array:
+    """MagFace's norm regulariser g(a) = 1/a + a/u_a² (per sample; the loss adds λ_g · mean g)."""
+    a = _clip(norm, l_a, u_a)
+    return 1.0 / a + a / (u_a**2)
+
+
+# ----------------------------------------------------------------------------- registry
+
+_MARGINS: dict[str, type["Margin"]] = {}
+
+
+def register_margin(name: str) -> Callable[[type["Margin"]], type["Margin"]]:
+    """Class decorator: register a :class:`Margin` subclass under ``name``."""
+
+    def deco(cls: type[Margin]) -> type[Margin]:
+        if name in _MARGINS:
+            raise ValueError(f"margin {name!r} is already registered")
+        cls.name = name
+        _MARGINS[name] = cls
+        return cls
+
+    return deco
+
+
+def list_margins() -> list[str]:
+    """Names of every registered margin, in registration order."""
+    return list(_MARGINS)
+
+
+def margin_class(name: str) -> type["Margin"]:
+    """The class registered under ``name``; ValueError naming the known ones otherwise."""
+    try:
+        return _MARGINS[name]
+    except KeyError:
+        raise ValueError(f"unknown margin {name!r}; known: {', '.join(_MARGINS)}") from None
+
+
+def build_margin(name: str, **params: Any) -> "Margin":
+    """Make the margin ``name`` with ``params`` (unknown parameter names raise ValueError)."""
+    cls = margin_class(name)
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = set(params) - known
+    if unknown:
+        raise ValueError(
+            f"margin {name!r} takes {sorted(known)}; unknown parameter(s): {sorted(unknown)}"
+        )
+    return cls(**params)
+
+
+# ----------------------------------------------------------------------------- base class
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A margin-based softmax: how the target logit (and, rarely, the negatives) change.
+
+    Per-sample context is passed by keyword: ``norm`` (the feature norm ‖z‖, used by MagFace and,
+    through ẑ, by AdaFace) and ``z_hat`` (AdaFace's normalised norm, in [−1, 1]).
+    """
+
+    name: ClassVar[str] = "margin"
+    needs: ClassVar[tuple[str, ...]] = ()
+    """Which per-sample context the method needs: a subset of ("norm", "z_hat")."""
+    modifies_negatives: ClassVar[bool] = False
+
+    s: float = 64.0
+
+    # -- the one hook most methods override ------------------------------------------------
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        """(m1, m2, m3) of f = s·(cos(m1·θ + m2) − m3); scalars or per-sample arrays."""
+        return 1.0, 0.0, 0.0
+
+    # -- derived ---------------------------------------------------------------------------
+    def params(self) -> dict[str, float]:
+        """The method's parameters as a dict (for labels and serialisation)."""
+        return asdict(self)
+
+    def _check_context(self, norm: Any, z_hat: Any) -> None:
+        if "z_hat" in self.needs and z_hat is None:
+            raise ValueError(f"{self.name} needs z_hat (AdaFace's normalised norm)")
+        if "norm" in self.needs and norm is None:
+            raise ValueError(f"{self.name} needs norm (the feature norm ‖z‖)")
+
+    def _angle(self, c: Array, norm: Any, z_hat: Any) -> tuple[Array, Array, Array]:
+        """(θ, (m1, m2, m3), m1·θ + m2 before its clip) for clamped cosines."""
+        self._check_context(norm, z_hat)
+        m1, m2, m3 = self.terms(norm=norm, z_hat=z_hat)
+        theta = _acos(clamp_cos(c))
+        return theta, (m1, m2, m3), m1 * theta + m2
+
+    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+        """f(c): the scaled target logit for target cosines ``c`` (any shape)."""
+        theta, (m1, m2, m3), angle = self._angle(c, norm, z_hat)
+        return self.s * (_cos(_clip(angle, EPS, math.pi - EPS)) - m3)
+
+    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+        """df/dc, analytic: s · m1 · sin(m1θ + m2) / sin θ, 0 where a clamp is active."""
+        theta, (m1, m2, m3), angle = self._angle(c, norm, z_hat)
+        active = _inside(c, -1.0 + EPS, 1.0 - EPS) * _inside(angle, EPS, math.pi - EPS)
+        return self.s * m1 * _sin(angle) / _sin(theta) * active
+
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+        """Per-sample margin actually applied: ``margin_angle`` (m2, rad), ``margin_add`` (m3)."""
+        self._check_context(norm, z_hat)
+        _, m2, m3 = self.terms(norm=norm, z_hat=z_hat)
+        return {
+            "margin_angle": _as_array_like(m2, c) + 0 * c,
+            "margin_add": _as_array_like(m3, c) + 0 * c,
+        }
+
+    # -- negatives (only CurricularFace changes them) ----------------------------------------
+    def negative_logit(self, c_j: Array, c_y: Array, *, norm: Any = None, z_hat: Any = None,
+                       t: Scalar = 0.0) -> Array:
+        """Scaled logit of a negative class with cosine ``c_j`` (broadcast against ``c_y``)."""
+        return self.s * c_j
+
+    def negative_derivative(self, c_j: Array, c_y: Array, *, norm: Any = None,
+                            z_hat: Any = None, t: Scalar = 0.0) -> Array:
+        """d logit_j / d c_j."""
+        return self.s + 0 * c_j
+
+
+# ----------------------------------------------------------------------------- the methods
+
+
+@register_margin("softmax")
+@dataclass(frozen=True)
+class Softmax(Margin):
+    """Normalised softmax: f = s·c (no margin)."""
+
+
+@register_margin("cosface")
+@dataclass(frozen=True)
+class CosFace(Margin):
+    """CosFace / additive margin: f = s·(c − m)."""
+
+    m: float = 0.4
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return 1.0, 0.0, self.m
+
+
+@register_margin("arcface")
+@dataclass(frozen=True)
+class ArcFace(Margin):
+    """ArcFace / positive angular margin: f = s·cos(θ + m)."""
+
+    m: float = 0.5
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return 1.0, self.m, 0.0
+
+
+@register_margin("negative_angular")
+@dataclass(frozen=True)
+class NegativeAngular(Margin):
+    """Negative angular margin: f = s·cos(θ − m) (easy-sample emphasis)."""
+
+    m: float = 0.4
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return 1.0, -self.m, 0.0
+
+
+@register_margin("sphereface")
+@dataclass(frozen=True)
+class SphereFace(Margin):
+    """SphereFace / multiplicative margin: f = s·ψ(θ), ψ = (−1)^k cos(mθ) − 2k, k = ⌊mθ/π⌋.
+
+    ψ is monotone decreasing on [0, π], unlike cos(mθ). No angle clip applies here. The default
+    m = 1.35 is the multiplicative term insightface trains with (its "combined" m1); SphereFace's
+    paper uses m = 4 with a softmax blend annealed during training, which this formula omits.
+    """
+
+    m: float = 1.35
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return self.m, 0.0, 0.0
+
+    def _k(self, theta: Array) -> tuple[Array, Array]:
+        k = _floor(self.m * theta / math.pi)
+        sign = 1.0 - 2.0 * (k % 2)  # (−1)^k for integer-valued k
+        return k, sign
+
+    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+        theta = _acos(clamp_cos(c))
+        k, sign = self._k(theta)
+        return self.s * (sign * _cos(self.m * theta) - 2.0 * k)
+
+    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+        theta = _acos(clamp_cos(c))
+        _, sign = self._k(theta)
+        active = _inside(c, -1.0 + EPS, 1.0 - EPS)
+        return self.s * sign * self.m * _sin(self.m * theta) / _sin(theta) * active
+
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+        return {"margin_mult": _as_array_like(self.m, c) + 0 * c}
+
+
+@register_margin("combined")
+@dataclass(frozen=True)
+class Combined(Margin):
+    """insightface's combined margin: f = s·(cos(m1·θ + m2) − m3)."""
+
+    m1: float = 1.0
+    m2: float = 0.3
+    m3: float = 0.2
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return self.m1, self.m2, self.m3
+
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+        out = super().margin_terms(c, norm=norm, z_hat=z_hat)
+        out["margin_mult"] = _as_array_like(self.m1, c) + 0 * c
+        return out
+
+
+@register_margin("magface")
+@dataclass(frozen=True)
+class MagFace(Margin):
+    """MagFace: f = s·cos(θ + m(a)), m(a) linear in a = clamp(‖z‖, l_a, u_a).
+
+    The loss adds λ_g · (1/a + a/u_a²) (see :func:`magface_regularizer`). Defaults are the
+    MagFace paper's (l_a = 10, u_a = 110, l_m = 0.45, u_m = 0.8, λ_g = 35).
+    """
+
+    needs: ClassVar[tuple[str, ...]] = ("norm",)
+    l_a: float = 10.0
+    u_a: float = 110.0
+    l_m: float = 0.45
+    u_m: float = 0.8
+    lambda_g: float = 35.0
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return 1.0, magface_margin(norm, self.l_a, self.u_a, self.l_m, self.u_m), 0.0
+
+
+@register_margin("curricularface")
+@dataclass(frozen=True)
+class CurricularFace(Margin):
+    """CurricularFace: target as ArcFace; a hard negative (c_j > cos(θ_y + m)) gets s·c_j·(t + c_j).
+
+    ``t`` is the adaptive curriculum parameter, t ← 0.01·mean(c_y) + 0.99·t, t₀ = 0 (the head
+    keeps it); pass it by keyword to the negative functions.
+    """
+
+    modifies_negatives: ClassVar[bool] = True
+    m: float = 0.5
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        return 1.0, self.m, 0.0
+
+    def _hard(self, c_j: Array, c_y: Array) -> Array:
+        """Mask (0/1 floats) of the hard negatives: c_j > cos(θ_y + m)."""
+        threshold = self.target_logit(c_y) / self.s
+        hard = c_j > threshold
+        return hard.to(c_j.dtype) if _is_torch(hard) else hard.astype(np.result_type(c_j, np.float32))
+
+    def negative_logit(self, c_j: Array, c_y: Array, *, norm: Any = None, z_hat: Any = None,
+                       t: Scalar = 0.0) -> Array:
+        hard = self._hard(c_j, c_y)
+        return self.s * (c_j + hard * (c_j * (t + c_j) - c_j))
+
+    def negative_derivative(self, c_j: Array, c_y: Array, *, norm: Any = None,
+                            z_hat: Any = None, t: Scalar = 0.0) -> Array:
+        hard = self._hard(c_j, c_y)
+        return self.s * (1.0 + hard * (t + 2.0 * c_j - 1.0))
+
+
+@register_margin("adaface")
+@dataclass(frozen=True)
+class AdaFace(Margin):
+    """AdaFace: f = s·(cos(θ + g_angle) − g_add), g_angle = −m·ẑ, g_add = m·ẑ + m.
+
+    ẑ = −1 is ArcFace(m), ẑ = 0 is CosFace(m), ẑ = +1 is a negative angular margin plus 2m.
+    Give ``z_hat`` directly, or compute it with :func:`adaface_z_hat` from (‖z‖, μ_z, σ_z, h).
+    Defaults are the official training scripts' (m = 0.4, h = 0.333, s = 64, t_alpha = 0.01).
+    """
+
+    needs: ClassVar[tuple[str, ...]] = ("z_hat",)
+    m: float = 0.4
+    h: float = 0.333
+    t_alpha: float = 0.01
+
+    def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
+        g_angle, g_add = adaface_terms(z_hat, self.m)
+        return 1.0, g_angle, g_add
+
+    def z_hat(self, norm: Array, mean: Scalar, std: Scalar) -> Array:
+        """ẑ for this margin's h (see :func:`adaface_z_hat`)."""
+        return adaface_z_hat(norm, mean, std, self.h)
+
+
+__all__ = [
+    "EPS",
+    "Margin",
+    "Softmax",
+    "CosFace",
+    "ArcFace",
+    "NegativeAngular",
+    "SphereFace",
+    "Combined",
+    "MagFace",
+    "CurricularFace",
+    "AdaFace",
+    "adaface_z_hat",
+    "adaface_terms",
+    "magface_margin",
+    "magface_regularizer",
+    "clamp_cos",
+    "register_margin",
+    "build_margin",
+    "list_margins",
+    "margin_class",
+]
