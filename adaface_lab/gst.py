@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -172,26 +173,19 @@ def feature_plane(
         raise ValueError(f"phi must lie in (0, π], got {phi}")
     if resolution < 8:
         raise ValueError("resolution must be at least 8")
-    axis = np.linspace(-1.0, 1.0, resolution, dtype=dtype)
-    xx, yy = np.meshgrid(axis, axis)  # [y, x]
-    radius = np.hypot(xx, yy)
-    alpha = np.arctan2(yy, xx)
-    inside = radius <= 1.0
+    axis, radius, inside, theta_y, theta_j, c_y, c_j = _plane_geometry(phi, resolution, np.dtype(dtype))
 
     if radial_norm is not None:
         lo, hi = radial_norm
-        norms = (lo + radius * (hi - lo)).astype(dtype)
+        norms = np.where(inside, lo + radius * (hi - lo), np.nan).astype(dtype)
     else:
-        norms = np.full_like(radius, np.nan if norm is None else norm)
+        norms = np.where(inside, np.nan if norm is None else norm, np.nan).astype(dtype)
     have_norm = norm is not None or radial_norm is not None
     context = resolve_context(
         margin, norm=norms[inside] if have_norm else None, z_hat=z_hat, mean=mean, std=std
-    )
+    ) if margin.needs else {}
 
-    theta_y = _angle_between(alpha, 0.0)
-    theta_j = _angle_between(alpha, phi)
-    fields = two_class(margin, np.cos(alpha[inside]), np.cos(alpha[inside] - phi), t=t,
-                       convention=convention, **context)
+    fields = two_class(margin, c_y, c_j, t=t, convention=convention, **context)
 
     def _full(values: np.ndarray) -> np.ndarray:
         out = np.full(radius.shape, np.nan, dtype=dtype)
@@ -207,9 +201,9 @@ def feature_plane(
         convention=convention,
         x=axis,
         y=axis,
-        theta_y=np.where(inside, theta_y, np.nan),
-        theta_j=np.where(inside, theta_j, np.nan),
-        norm=np.where(inside, norms, np.nan),
+        theta_y=theta_y,
+        theta_j=theta_j,
+        norm=norms,
         p_y=_full(fields["p_y"]),
         g=_full(fields["g"]),
         g_j=_full(fields["g_j"]),
@@ -220,6 +214,27 @@ def feature_plane(
         context={k: v for k, v in (("norm", norm), ("z_hat", z_hat), ("mean", mean), ("std", std))
                  if v is not None},
     )
+
+
+@lru_cache(maxsize=8)
+def _plane_geometry(phi: float, resolution: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    """Grid geometry shared by every method at the same (φ, resolution), computed once.
+
+    Returns (axis (R,), radius (R, R), inside mask, θ_y and θ_j grids (NaN outside the disc),
+    c_y and c_j of the points inside). The arrays are read-only: they are shared.
+    """
+    axis = np.linspace(-1.0, 1.0, resolution, dtype=dtype)
+    xx, yy = np.meshgrid(axis, axis)  # [y, x]
+    radius = np.hypot(xx, yy)
+    alpha = np.arctan2(yy, xx)
+    inside = radius <= 1.0
+    theta_y = np.where(inside, _angle_between(alpha, 0.0), np.nan).astype(dtype)
+    theta_j = np.where(inside, _angle_between(alpha, phi), np.nan).astype(dtype)
+    c_y, c_j = np.cos(alpha[inside]), np.cos(alpha[inside] - dtype.type(phi))
+    out = (axis, radius, inside, theta_y, theta_j, c_y, c_j)
+    for array in out:
+        array.flags.writeable = False
+    return out
 
 
 def _ray(angle: float, r0: float = 0.0, r1: float = 1.0) -> np.ndarray:
