@@ -1,0 +1,61 @@
+"""Plotly figure builders shared by the Streamlit app and the notebooks.
+
+Each builder takes library results and returns a ``go.Figure``; the maths lives in
+:mod:`adaface_lab.margins` and :mod:`adaface_lab.gst`, never here.
+"""
+
+from .margins import (
+    G_CAP_IN_S,
+    METHOD_COLORS,
+    METHOD_LABELS,
+    MethodSpec,
+    adaface_terms_figure,
+    feature_plane_figure,
+    feature_plane_grid,
+    gst_curves_figure,
+    method_label,
+    method_spec,
+    save_figure,
+    static_image,
+    target_logit_figure,
+)
+
+from .training import (
+    FEATURE_LABELS,
+    correlation_figure,
+    margin_distribution_figure,
+    norm_ema_figure,
+    quality_scatter_figure,
+    roc_figure,
+    training_curves_figure,
+    trajectory_figure,
+    verification_bins_figure,
+    z_hat_figure,
+)
+
+__all__ = [
+    "G_CAP_IN_S",
+    "METHOD_COLORS",
+    "METHOD_LABELS",
+    "MethodSpec",
+    "adaface_terms_figure",
+    "feature_plane_figure",
+    "feature_plane_grid",
+    "gst_curves_figure",
+    "method_label",
+    "method_spec",
+    "save_figure",
+    "static_image",
+    "target_logit_figure",
+    # training figures
+    "FEATURE_LABELS",
+    "correlation_figure",
+    "margin_distribution_figure",
+    "norm_ema_figure",
+    "quality_scatter_figure",
+    "roc_figure",
+    "training_curves_figure",
+    "trajectory_figure",
+    "verification_bins_figure",
+    "z_hat_figure",
+]

@@ -1,0 +1,591 @@
+"""Plotly figures of the margin maths: feature planes (paper Fig. 3), GST curves, target logits and
+AdaFace's adaptive terms. Built once here, used by the Streamlit app and by the notebooks.
+
+Every builder takes results of :mod:`adaface_lab.gst` / :mod:`adaface_lab.margins` (a
+:class:`~adaface_lab.gst.FeaturePlane`, margins with their per-sample context) and returns a
+``go.Figure``; none of them holds maths of its own. Angles are shown in degrees, the library takes
+radians. Figures are kept cheap (one heatmap of NumPy arrays, a handful of line traces, no
+per-point Python loops) so that the app can rebuild them on every slider move; each carries a
+``uirevision`` so that a user's zoom survives a rebuild.
+
+A method is passed to the curve builders as a :class:`MethodSpec` ``(label, margin, context)``;
+``context`` holds what :func:`adaface_lab.gst.resolve_context` needs (``norm``, ``z_hat``, ``mean``,
+``std``) and optionally CurricularFace's ``t``. Build one with :func:`method_spec`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence, Union
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context
+from ..margins import Margin, adaface_terms, adaface_z_hat, build_margin, magface_margin
+
+METHOD_LABELS: dict[str, str] = {
+    "softmax": "Softmax",
+    "cosface": "CosFace",
+    "arcface": "ArcFace",
+    "negative_angular": "Negative angular",
+    "sphereface": "SphereFace",
+    "combined": "Combined",
+    "magface": "MagFace",
+    "curricularface": "CurricularFace",
+    "adaface": "AdaFace",
+}
+"""Display names of the registered margins."""
+
+METHOD_COLORS: dict[str, str] = {
+    "softmax": "#7f7f7f",
+    "cosface": "#1f77b4",
+    "arcface": "#d62728",
+    "negative_angular": "#2ca02c",
+    "sphereface": "#9467bd",
+    "combined": "#8c564b",
+    "magface": "#e377c2",
+    "curricularface": "#bcbd22",
+    "adaface": "#ff7f0e",
+}
+"""One colour per method, the same in every figure."""
+
+G_CAP_IN_S = 2.0
+"""Default colour cap of |g| in the feature planes, in units of s (|g| ≤ s for CosFace)."""
+
+_CONTEXT_KEYS = ("norm", "z_hat", "mean", "std", "t")
+_FONT = dict(size=13)
+
+
+class MethodSpec(NamedTuple):
+    """A method to draw: display ``label``, the ``margin`` and its per-sample ``context``."""
+
+    label: str
+    margin: Margin
+    context: Mapping[str, Any]
+
+
+MethodLike = Union[MethodSpec, tuple, Margin, str]
+
+
+def method_label(name: str) -> str:
+    """Display name of the margin registered as ``name`` (the name itself when unknown)."""
+    return METHOD_LABELS.get(name, name)
+
+
+def method_spec(margin: Margin | str, label: str | None = None, **context: Any) -> MethodSpec:
+    """A :class:`MethodSpec`; ``margin`` may be a registered name (default parameters).
+
+    ``context`` keywords: ``norm``, ``z_hat``, ``mean``, ``std`` (see
+    :func:`adaface_lab.gst.resolve_context`) and ``t`` (CurricularFace's curriculum parameter).
+    """
+    if isinstance(margin, str):
+        margin = build_margin(margin)
+    unknown = set(context) - set(_CONTEXT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown context keyword(s) {sorted(unknown)}; known: {_CONTEXT_KEYS}")
+    return MethodSpec(label or method_label(margin.name), margin, dict(context))
+
+
+def _as_spec(item: MethodLike) -> MethodSpec:
+    if isinstance(item, MethodSpec):
+        return item
+    if isinstance(item, (Margin, str)):
+        return method_spec(item)
+    if isinstance(item, tuple) and len(item) == 3:
+        label, margin, context = item
+        return method_spec(margin, label, **dict(context))
+    if isinstance(item, tuple) and len(item) == 2:
+        margin, context = item
+        return method_spec(margin, None, **dict(context))
+    raise TypeError(
+        "a method is a Margin, a registered name, (margin, context) or (label, margin, context); "
+        f"got {type(item).__name__}"
+    )
+
+
+def _profile(spec: MethodSpec, theta_y: np.ndarray, phi: float, convention: str) -> dict[str, np.ndarray]:
+    """:func:`adaface_lab.gst.arc_profile` of one method along the arc (θ_y in radians)."""
+    ctx = dict(spec.context)
+    t = float(ctx.pop("t", 0.0))
+    context = resolve_context(spec.margin, **ctx)
+    return arc_profile(spec.margin, theta_y, phi=phi, t=t, convention=convention, **context)
+
+
+def _color(spec: MethodSpec) -> str | None:
+    return METHOD_COLORS.get(spec.margin.name)
+
+
+def _dash(index: int, specs: Sequence[MethodSpec], spec: MethodSpec) -> str:
+    """Solid for a method's first curve, dashed/dotted for repeats (e.g. AdaFace low/high norm)."""
+    earlier = sum(1 for s in specs[:index] if s.margin.name == spec.margin.name)
+    return ("solid", "dash", "dot", "dashdot")[earlier % 4]
+
+
+# ----------------------------------------------------------------------------- figure assembly
+#
+# Figures are assembled as plain dicts and wrapped without plotly's per-property validation, which
+# costs 20–40 ms per small figure (most of a slider move's budget). tests/test_plots_margins.py
+# checks that every builder's output passes full validation, so nothing invalid slips through.
+
+
+@lru_cache(maxsize=None)
+def _template(name: str) -> dict[str, Any]:
+    import plotly.io as pio
+
+    return pio.templates[name].to_plotly_json()
+
+
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any], template: str = "plotly_white") -> go.Figure:
+    layout = {"template": copy.deepcopy(_template(template)), "font": dict(_FONT), **layout}
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def _vline(x: float, text: str, *, color: str = "#555", dash: str = "dot", width: float = 1.0,
+           position: str = "top", xref: str = "x") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A vertical line across the plot and its label (shape, annotation)."""
+    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref=xref, yref="paper",
+                 line=dict(color=color, dash=dash, width=width))
+    # "top": the label above the plot area; "bottom": inside it, just above the x axis
+    ann = dict(x=x, y=1.0 if position == "top" else 0.0, xref=xref, yref="paper", text=text,
+               showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=12, color=color))
+    return shape, ann
+
+
+# ----------------------------------------------------------------------------- feature plane
+
+
+def _polylines(lines: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate (K, 2) polylines into one x/y pair separated by NaN (one trace, many lines)."""
+    if not lines:
+        return np.array([]), np.array([])
+    parts = []
+    for line in lines:
+        parts.append(np.asarray(line, dtype=float))
+        parts.append(np.full((1, 2), np.nan))
+    xy = np.concatenate(parts[:-1])
+    return xy[:, 0], xy[:, 1]
+
+
+_CIRCLE = np.exp(1j * np.linspace(0.0, 2 * math.pi, 181))
+
+
+def _plane_cap(planes: Sequence[FeaturePlane],
+               g_range: tuple[float, float] | None) -> tuple[float, float, str]:
+    """(zmin, zmax, colour-bar title) of the |g| colour scale."""
+    if g_range is not None:
+        lo, hi = float(g_range[0]), float(g_range[1])
+        if not hi > lo:
+            raise ValueError(f"g_range must be (low, high) with high > low, got {g_range}")
+        return lo, hi, f"|g|<br><sup>clipped to<br>[{lo:g}, {hi:g}]</sup>"
+    s = max(float(p.params.get("s", 64.0)) for p in planes)
+    hi = G_CAP_IN_S * s
+    return 0.0, hi, f"|g|<br><sup>clipped at<br>{G_CAP_IN_S:g}s = {hi:g}</sup>"
+
+
+_TITLE_SKIP = {"t_alpha", "lambda_g", "l_a", "u_a", "l_m", "u_m"}
+
+
+def _plane_title(plane: FeaturePlane) -> str:
+    """"Method (s=…, m=…)" plus the per-sample context that shapes the picture."""
+    p = plane.params
+    params = ", ".join(f"{k}={v:g}" for k, v in p.items()
+                       if k not in _TITLE_SKIP and isinstance(v, (int, float)))
+    title = f"{method_label(plane.method)} ({params})"
+    ctx = plane.context
+    if plane.method == "adaface":
+        if "z_hat" in ctx:
+            title += f", ẑ={ctx['z_hat']:.2f}"
+        elif "norm" in ctx:
+            title += f", ‖z‖={ctx['norm']:g}"
+    elif plane.method == "magface" and "norm" in ctx:
+        m = float(magface_margin(np.asarray(ctx["norm"], dtype=float), p["l_a"], p["u_a"],
+                                 p["l_m"], p["u_m"]))
+        title += f", m(‖z‖={ctx['norm']:g})={m:.2f}"
+    return title
+
+
+def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
+                  showlegend: bool, axes: tuple[str, str] = ("x", "y")) -> list[dict[str, Any]]:
+    """Heatmap of |g| (NaN outside the disc is transparent), the unit circle, B0 and B1.
+
+    ``colorbar_title=None``: the heatmap uses the shared layout ``coloraxis``.
+    """
+    xa, ya = axes
+    heat: dict[str, Any] = dict(
+        type="heatmap", x=plane.x, y=plane.y, z=np.abs(plane.g).astype(np.float32),
+        zsmooth=False, hoverongaps=False, name="|g|", xaxis=xa, yaxis=ya,
+        hovertemplate="x=%{x:.2f}, y=%{y:.2f}<br>|g|=%{z:.1f}<extra></extra>",
+    )
+    if colorbar_title is None:
+        heat["coloraxis"] = "coloraxis"
+    else:
+        heat.update(zmin=zmin, zmax=zmax, colorscale="Viridis",
+                    colorbar=dict(title=dict(text=colorbar_title), thickness=14))
+    b0x, b0y = _polylines(plane.b0)
+    b1x, b1y = _polylines(plane.b1)
+    line = dict(type="scatter", mode="lines", hoverinfo="skip", xaxis=xa, yaxis=ya)
+    return [
+        heat,
+        dict(line, x=_CIRCLE.real, y=_CIRCLE.imag, line=dict(color="#999", width=1),
+             showlegend=False),
+        dict(line, x=b0x, y=b0y, name="B0: c<sub>y</sub> = c<sub>j</sub>", legendgroup="b0",
+             showlegend=showlegend, line=dict(color="white", width=2, dash="dash")),
+        dict(line, x=b1x, y=b1y, name="B1: f(c<sub>y</sub>) = logit<sub>j</sub>", legendgroup="b1",
+             showlegend=showlegend, line=dict(color="#ff2d55", width=2.5)),
+    ]
+
+
+def _arrow_annotations(plane: FeaturePlane, xref: str = "x", yref: str = "y",
+                       size: int = 15) -> list[dict[str, Any]]:
+    """W_y and W_j as arrows from the origin, labelled at their tips."""
+    out = []
+    for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>")):
+        x, y = float(vec[0]), float(vec[1])
+        out.append(dict(x=x, y=y, ax=0.0, ay=0.0, xref=xref, yref=yref, axref=xref, ayref=yref,
+                        showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=2.5,
+                        arrowcolor="black", text=""))
+        out.append(dict(x=1.12 * x, y=1.12 * y, xref=xref, yref=yref, showarrow=False, text=text,
+                        font=dict(size=size, color="black")))
+    return out
+
+
+def _disc_axis(**extra: Any) -> dict[str, Any]:
+    return dict(range=[-1.2, 1.2], showgrid=False, zeroline=False, showticklabels=False,
+                showline=False, ticks="", constrain="domain", **extra)
+
+
+_LEGEND_DARK = dict(bgcolor="rgba(70,70,70,0.85)", font=dict(color="white", size=12))
+
+
+def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
+                         g_range: tuple[float, float] | None = None, *,
+                         height: int = 480, uirevision: str = "feature-plane") -> go.Figure:
+    """The paper's Fig. 3 for one method: |g| as colour over the unit disc, B0 dashed, B1 solid.
+
+    ``g_range``: the colour range of |g|; by default ``(0, 2s)`` — |g| grows without bound near
+    θ_y = π for the negative angular margin and SphereFace, so the colour saturates there (the
+    colour bar says so; hovering shows the true value). W_y and W_j are drawn as arrows; the axes
+    have equal aspect.
+    """
+    zmin, zmax, cbar = _plane_cap([plane], g_range)
+    layout = dict(
+        title=dict(text=title if title is not None else _plane_title(plane), x=0.02,
+                   font=dict(size=15)),
+        xaxis=_disc_axis(),
+        yaxis=_disc_axis(scaleanchor="x", scaleratio=1),
+        annotations=_arrow_annotations(plane),
+        legend=dict(orientation="h", x=0.0, y=0.0, yanchor="bottom", **_LEGEND_DARK),
+        margin=dict(l=10, r=10, t=50, b=10), height=height, plot_bgcolor="white",
+        uirevision=uirevision,
+    )
+    return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True), layout)
+
+
+def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
+                       titles: Sequence[str] | None = None,
+                       g_range: tuple[float, float] | None = None, *,
+                       panel_height: int = 300, uirevision: str = "feature-plane-grid") -> go.Figure:
+    """Small multiples of :func:`feature_plane_figure` (the gallery, paper Fig. 3): ``cols``
+    panels per row on one shared |g| colour scale (default ``(0, 2·max s)``)."""
+    if not planes:
+        raise ValueError("feature_plane_grid needs at least one plane")
+    if cols < 1:
+        raise ValueError(f"cols must be at least 1, got {cols}")
+    if titles is not None and len(titles) != len(planes):
+        raise ValueError(f"{len(titles)} titles for {len(planes)} planes")
+    cols = min(cols, len(planes))
+    rows = math.ceil(len(planes) / cols)
+    titles = list(titles) if titles is not None else [_plane_title(p) for p in planes]
+    zmin, zmax, cbar = _plane_cap(planes, g_range)
+    title_px, gap = 34, 0.01
+    height = panel_height * rows + title_px * rows + 60
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {}
+    annotations: list[dict[str, Any]] = []
+    row_h = 1.0 / rows
+    for i, plane in enumerate(planes):
+        row, col = divmod(i, cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x0, x1 = col / cols + gap, (col + 1) / cols - gap
+        y1 = 1.0 - row * row_h - title_px / height
+        y0 = 1.0 - (row + 1) * row_h + gap
+        data += _plane_traces(plane, zmin, zmax, None, showlegend=i == 0, axes=(f"x{suffix}", f"y{suffix}"))
+        layout[f"xaxis{suffix}"] = _disc_axis(domain=[x0, x1], anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = _disc_axis(domain=[y0, y1], anchor=f"x{suffix}",
+                                              scaleanchor=f"x{suffix}", scaleratio=1)
+        annotations.append(dict(x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", text=titles[i],
+                                showarrow=False, xanchor="center", yanchor="bottom",
+                                font=dict(size=12)))
+        annotations += _arrow_annotations(plane, f"x{suffix}", f"y{suffix}", size=12)
+    layout.update(
+        annotations=annotations,
+        coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
+                       colorbar=dict(title=dict(text=cbar), thickness=14)),
+        legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom", **_LEGEND_DARK),
+        height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+        uirevision=uirevision,
+    )
+    return _figure(data, layout)
+
+
+# ----------------------------------------------------------------------------- curves along the arc
+
+
+def _theta_grid(n: int) -> np.ndarray:
+    if n < 3:
+        raise ValueError(f"n must be at least 3, got {n}")
+    return np.linspace(0.0, math.pi, n)
+
+
+def _curve_layout(title: str, ytitle: str, uirevision: str, height: int, **extra: Any) -> dict[str, Any]:
+    layout = dict(
+        title=dict(text=title, x=0.02, font=dict(size=15)),
+        xaxis=dict(title=dict(text="θ<sub>y</sub> (degrees)"), range=[0, 180], dtick=30),
+        yaxis=dict(title=dict(text=ytitle)),
+        legend=dict(orientation="h", x=0.0, y=-0.2, yanchor="top"),
+        margin=dict(l=60, r=20, t=60, b=40), height=height,
+        hovermode="x unified", uirevision=uirevision,
+    )
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(layout.get(key), dict):
+            merged = {**layout[key], **value}
+            layout[key] = {k: v for k, v in merged.items() if v is not None}
+        else:
+            layout[key] = value
+    return layout
+
+
+def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
+                      convention: str = "official", *, n: int = 361, title: str | None = None,
+                      height: int = 420, uirevision: str = "gst-curves") -> go.Figure:
+    """|g| = (1 − P_y)·df/dc against θ_y (degrees) along the arc from W_y toward W_j.
+
+    ``methods``: :class:`MethodSpec` items (or margins / names needing no context); ``phi`` the
+    angle between W_y and W_j in radians; ``convention`` "official" or "detached". The y axis is
+    cut at 2·s when a curve exceeds it (the negative angular margin and SphereFace grow without
+    bound near 180°); a dotted line marks B0 (θ_y = φ/2).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    specs = [_as_spec(m) for m in methods]
+    theta = _theta_grid(n)
+    degrees = np.degrees(theta)
+    data: list[dict[str, Any]] = []
+    top, s_max = 0.0, 0.0
+    for i, spec in enumerate(specs):
+        g = np.abs(_profile(spec, theta, phi, convention)["g"])
+        top = max(top, float(np.nanmax(g)))
+        s_max = max(s_max, float(spec.margin.s))
+        data.append(dict(type="scatter", x=degrees, y=g, mode="lines", name=spec.label,
+                         line=dict(color=_color(spec), width=2.5, dash=_dash(i, specs, spec)),
+                         hovertemplate="%{y:.1f}"))
+    cap = G_CAP_IN_S * s_max
+    shape, ann = _vline(math.degrees(phi) / 2, "B0")
+    annotations = [ann]
+    yaxis: dict[str, Any] = {}
+    if top > cap:
+        yaxis["range"] = [0, cap]
+        annotations.append(dict(x=1, y=1, xref="paper", yref="paper", xanchor="right",
+                                yanchor="bottom", showarrow=False, text=f"y axis cut at 2s = {cap:g}",
+                                font=dict(size=11, color="#777")))
+    title = title or f"Gradient scaling term ({convention} convention, φ = {math.degrees(phi):.0f}°)"
+    return _figure(data, _curve_layout(title, "|g| = (1 − P<sub>y</sub>)·df/dc", uirevision, height,
+                                       yaxis=yaxis, shapes=[shape], annotations=annotations))
+
+
+def target_logit_figure(methods: Sequence[MethodLike], phi: float | None = None, *, n: int = 361,
+                        title: str | None = None, height: int = 420,
+                        uirevision: str = "target-logit") -> go.Figure:
+    """The target logit over the scale, f(cos θ_y)/s, against θ_y (degrees).
+
+    cos θ_y (no margin) is drawn in grey for reference; with ``phi`` (radians) also cos θ_j, the
+    plain negative logit over s, so that B1 is where a method's curve crosses it.
+    """
+    specs = [_as_spec(m) for m in methods]
+    theta = _theta_grid(n)
+    degrees = np.degrees(theta)
+    line = dict(type="scatter", x=degrees, mode="lines", hovertemplate="%{y:.3f}")
+    data = [dict(line, y=np.cos(theta), name="cos θ<sub>y</sub> (no margin)",
+                 line=dict(color="#aaa", width=1.5))]
+    for i, spec in enumerate(specs):
+        prof = _profile(spec, theta, math.pi / 2 if phi is None else phi, "official")
+        data.append(dict(line, y=prof["logit_y"] / spec.margin.s, name=spec.label,
+                         line=dict(color=_color(spec), width=2.5, dash=_dash(i, specs, spec))))
+    if phi is not None:
+        theta_j = arc_profile(build_margin("softmax"), theta, phi=phi)["theta_j"]
+        data.append(dict(line, y=np.cos(theta_j), name="cos θ<sub>j</sub> (negative logit / s)",
+                         line=dict(color="#555", width=1.5, dash="dot")))
+    return _figure(data, _curve_layout(title or "Target logit f(θ<sub>y</sub>) / s", "f / s",
+                                       uirevision, height))
+
+
+def adaface_terms_figure(h: float, m: float, mean: float, std: float, norm: float, *,
+                         z_hat: float | None = None, norm_max: float | None = None,
+                         n: int = 401, height: int = 420,
+                         uirevision: str = "adaface-terms") -> go.Figure:
+    """AdaFace's ẑ, g_angle (radians) and g_add against the feature norm ‖z‖, current norm marked.
+
+    ``h``, ``m``: AdaFace's parameters; ``mean``, ``std``: μ_z and σ_z. With ``z_hat`` given (ẑ set
+    directly) the norm mapping is still drawn and the chosen ẑ is marked as a horizontal line.
+    """
+    if n < 3:
+        raise ValueError(f"n must be at least 3, got {n}")
+    if norm_max is None:
+        ramp = (std + 1e-3) / max(abs(h), 1e-6)  # ẑ saturates at μ_z ± σ_z/h
+        norm_max = max(min(100.0, mean + 1.6 * ramp), 1.1 * norm, mean + 1.0)
+    norms = np.linspace(0.0, float(norm_max), n)
+    zh = adaface_z_hat(norms, mean, std, h)
+    g_angle, g_add = adaface_terms(zh, m)
+    red, blue = METHOD_COLORS["arcface"], METHOD_COLORS["cosface"]
+    line = dict(type="scatter", x=norms, mode="lines", hovertemplate="%{y:.3f}")
+    data = [
+        dict(line, y=zh, name="ẑ", line=dict(color="#333", width=2.5)),
+        dict(line, y=g_angle, name="g<sub>angle</sub> = −m·ẑ (rad)", line=dict(color=red, width=2.5)),
+        dict(line, y=g_add, name="g<sub>add</sub> = m·ẑ + m", line=dict(color=blue, width=2.5)),
+    ]
+    shapes, annotations = [], []
+    shape, ann = _vline(mean, "μ<sub>z</sub>", color="#999", dash="solid", position="bottom")
+    shapes.append(shape)
+    annotations.append(ann)
+    if z_hat is None:
+        z_now = float(adaface_z_hat(np.asarray(norm, dtype=float), mean, std, h))
+        a_now, d_now = adaface_terms(z_now, m)
+        data.append(dict(type="scatter", x=[norm] * 3, y=[z_now, a_now, d_now], mode="markers",
+                         name="current ‖z‖", showlegend=False, hovertemplate="%{y:.3f}",
+                         marker=dict(size=11, color=["#333", red, blue],
+                                     line=dict(color="white", width=1.5))))
+        shape, ann = _vline(norm, f"‖z‖ = {norm:g} → ẑ = {z_now:.2f}", width=1.5)
+    else:
+        shape = dict(type="line", x0=0, x1=1, xref="paper", y0=z_hat, y1=z_hat, yref="y",
+                     line=dict(color="#333", dash="dot", width=1.5))
+        ann = dict(x=1, y=z_hat, xref="paper", yref="y", text=f"ẑ set directly = {z_hat:.2f}",
+                   showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=12))
+    shapes.append(shape)
+    annotations.append(ann)
+    layout = _curve_layout(
+        f"AdaFace's adaptive terms (h = {h:g}, m = {m:g}, μ<sub>z</sub> = {mean:g}, "
+        f"σ<sub>z</sub> = {std:g})", "value", uirevision, height,
+        xaxis=dict(title=dict(text="feature norm ‖z‖"), range=[0, float(norm_max)], dtick=None),
+        yaxis=dict(range=[-1.08, max(1.08, 2 * m + 0.08)]),
+        shapes=shapes, annotations=annotations,
+    )
+    return _figure(data, layout)
+
+
+# ----------------------------------------------------------------------------- static export
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _png_via_chromium(fig: go.Figure, width: int, height: int, timeout: float) -> bytes:
+    """Fallback without kaleido: render the figure's HTML in headless Chromium and screenshot it."""
+    browser = _chromium()
+    if browser is None:
+        raise RuntimeError(
+            "static images need kaleido (pip install kaleido) or a Chromium binary on PATH "
+            "(Debian: apt-get install chromium; see scripts/install_chromium.sh)"
+        )
+    with tempfile.TemporaryDirectory(prefix="adaface_lab_png_") as tmp:
+        html = Path(tmp) / "figure.html"
+        png = Path(tmp) / "figure.png"
+        page = fig.to_html(include_plotlyjs=True, full_html=True, default_width=f"{width}px",
+                           default_height=f"{height}px", config={"displayModeBar": False})
+        page = page.replace("<body>", '<body style="margin:0">', 1)
+        html.write_text(page, encoding="utf-8")
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp}/profile",
+               f"--window-size={width},{height}", "--virtual-time-budget=5000",
+               f"--screenshot={png}", html.as_uri()]
+        subprocess.run(cmd, check=False, capture_output=True, timeout=timeout)
+        if not png.exists():
+            raise RuntimeError(f"{browser} did not write a screenshot")
+        return png.read_bytes()
+
+
+def static_image(fig: go.Figure, *, width: int | None = None, height: int | None = None,
+                 scale: float = 1.0, timeout: float = 60.0) -> bytes:
+    """The figure as PNG bytes: through kaleido (which drives the machine's Chromium) when it is
+    installed and works, else by screenshotting the figure's HTML in headless Chromium directly.
+
+    Raises RuntimeError when neither is available.
+    """
+    width = int(width or fig.layout.width or 900)
+    height = int(height or fig.layout.height or 500)
+    try:
+        import kaleido  # noqa: F401  (optional dependency)
+    except ImportError:
+        kaleido_ok = False
+    else:
+        kaleido_ok = True
+    if kaleido_ok:
+        try:
+            return fig.to_image(format="png", width=width, height=height, scale=scale)
+        except Exception:  # kaleido present but its browser failed: use the direct route
+            pass
+    return _png_via_chromium(fig, width, height, timeout)
+
+
+def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
+                path_png: str | os.PathLike[str] | None = None, *,
+                include_plotlyjs: bool | str = True, **image_kwargs: Any) -> dict[str, Path]:
+    """Write the figure as an interactive HTML file and/or a PNG (see :func:`static_image`).
+
+    ``include_plotlyjs=True`` embeds plotly.js (about 4 MB) so the HTML works offline; pass "cdn"
+    for small files that need the network. Files are written atomically. Returns the paths written.
+    """
+    written: dict[str, Path] = {}
+    if path_html is not None:
+        html_path = Path(path_html)
+        html = fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True)
+        _write_atomic(html_path, html.encode("utf-8"))
+        written["html"] = html_path
+    if path_png is not None:
+        png_path = Path(path_png)
+        _write_atomic(png_path, static_image(fig, **image_kwargs))
+        written["png"] = png_path
+    return written
+
+
+__all__ = [
+    "G_CAP_IN_S",
+    "METHOD_COLORS",
+    "METHOD_LABELS",
+    "MethodSpec",
+    "adaface_terms_figure",
+    "feature_plane_figure",
+    "feature_plane_grid",
+    "gst_curves_figure",
+    "method_label",
+    "method_spec",
+    "save_figure",
+    "static_image",
+    "target_logit_figure",
+]

@@ -1,0 +1,56 @@
+"""Page 2 — Method gallery: every method's feature plane side by side (the paper's Fig. 3)."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from _methods import CHART_CONFIG, LABELS, METHODS, P, plane, spec, z_hat_now
+from _state import bind, sync_url
+from adaface_lab.plots import feature_plane_grid, gst_curves_figure
+
+PAGE = "gallery"
+PARAMS = [P[k] for k in ("m", "s", "phi", "conv", "nlo", "nhi", "cols", "h", "mean", "std",
+                         "norm", "sm", "ct", "m1", "m2", "m3")]
+GALLERY_RESOLUTION = 121
+
+bind(PARAMS, PAGE)
+side = st.sidebar
+v: dict = {"zdirect": False}
+side.subheader("Margin")
+for key in ("m", "s", "phi", "conv"):
+    v[key] = P[key].widget(side, PAGE)
+side.subheader("AdaFace at a low and a high norm")
+for key in ("nlo", "nhi"):
+    v[key] = P[key].widget(side, PAGE)
+with side.expander("ẑ mapping, MagFace norm, other methods"):
+    for key in ("h", "mean", "std", "norm", "sm", "ct", "m1", "m2", "m3"):
+        v[key] = P[key].widget(st, PAGE)
+v["cols"] = P["cols"].widget(side, PAGE)
+
+st.title("Method gallery")
+z_lo, z_hi = z_hat_now(v, v["nlo"]), z_hat_now(v, v["nhi"])
+st.markdown(
+    f"Every method at s = {v['s']:g} and m = {v['m']:g} (SphereFace m = {v['sm']:g}), φ = "
+    f"{v['phi']:g}°, {v['conv']} convention. AdaFace is shown at a low norm "
+    f"(‖z‖ = {v['nlo']:g} → ẑ = {z_lo:+.2f}, toward ArcFace) and a high norm "
+    f"(‖z‖ = {v['nhi']:g} → ẑ = {z_hi:+.2f}, toward the negative angular margin); MagFace at "
+    f"‖z‖ = {v['norm']:g}."
+)
+
+names = [n for n in METHODS if n != "adaface"]
+entries = [(n, None, None) for n in names] + [
+    ("adaface", v["nlo"], f"AdaFace, low norm (ẑ = {z_lo:+.2f})"),
+    ("adaface", v["nhi"], f"AdaFace, high norm (ẑ = {z_hi:+.2f})"),
+]
+planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _ in entries]
+titles = [title or LABELS[n] for n, _, title in entries]
+st.plotly_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=320),
+                width="stretch", config=CHART_CONFIG, key="grid_chart")
+st.caption("One colour scale for all panels: |g| clipped at 2s. B0 dashed, B1 solid.")
+
+specs = [spec(n, v, norm=norm, label=title) for n, norm, title in entries]
+st.plotly_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], height=460),
+                width="stretch", config=CHART_CONFIG, key="gallery_gst_chart")
+sync_url(PARAMS)

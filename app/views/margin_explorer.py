@@ -1,0 +1,82 @@
+"""Page 1 — Margin explorer: move m, h, s, the norm and watch B0/B1 and the GST change."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from _methods import CHART_CONFIG, LABELS, P, plane, spec, z_hat_now
+from _state import bind, sync_url, value
+from adaface_lab.margins import adaface_terms
+from adaface_lab.plots import (
+    adaface_terms_figure,
+    feature_plane_figure,
+    gst_curves_figure,
+    target_logit_figure,
+)
+
+PAGE = "explorer"
+PARAMS = [P[k] for k in ("methods", "m", "s", "h", "norm", "mean", "std", "zdirect", "zhat",
+                         "phi", "conv", "sm", "ct", "m1", "m2", "m3", "plane")]
+
+bind(PARAMS, PAGE)
+side = st.sidebar
+v = {"methods": P["methods"].widget(side, PAGE)}
+side.subheader("Margin")
+for key in ("m", "s"):
+    v[key] = P[key].widget(side, PAGE)
+side.subheader("AdaFace: norm → ẑ")
+for key in ("h", "norm", "mean", "std", "zdirect"):
+    v[key] = P[key].widget(side, PAGE)
+v["zhat"] = P["zhat"].widget(side, PAGE) if v["zdirect"] else value("zhat", P["zhat"].default)
+side.subheader("Geometry and gradient")
+for key in ("phi", "conv"):
+    v[key] = P[key].widget(side, PAGE)
+with side.expander("Other methods' parameters"):
+    for key in ("sm", "ct", "m1", "m2", "m3"):
+        v[key] = P[key].widget(st, PAGE)
+
+st.title("Margin explorer")
+z = z_hat_now(v)
+g_angle, g_add = adaface_terms(z, v["m"])
+source = "set directly" if v["zdirect"] else (
+    f"from ‖z‖ = {v['norm']:g}, μ_z = {v['mean']:g}, σ_z = {v['std']:g}, h = {v['h']:g}")
+st.markdown(
+    f"AdaFace now: **ẑ = {z:+.2f}** ({source}) → g_angle = {g_angle:+.3f} rad, "
+    f"g_add = {g_add:.3f}. ẑ = −1 is ArcFace, 0 CosFace, +1 a negative angular margin + 2m. "
+    f"Gradient convention: **{v['conv']}**."
+)
+
+left, right = st.columns(2, gap="medium")
+with left:
+    v["plane"] = P["plane"].widget(st, PAGE)
+    fp = plane(v["plane"], v)
+    st.plotly_chart(feature_plane_figure(fp, height=520), width="stretch", config=CHART_CONFIG,
+                    key="plane_chart")
+    st.caption("|g| as colour (clipped at 2s; near θ_y = 180° the ε-clamps of the official code "
+               "set g to 0). B0 dashed: c_y = c_j; B1 solid: f(c_y) = logit_j.")
+
+specs = [spec(name, v) for name in v["methods"]]
+phi = math.radians(v["phi"])
+with right:
+    if specs:
+        st.plotly_chart(gst_curves_figure(specs, phi, v["conv"], height=600), width="stretch",
+                        config=CHART_CONFIG, key="gst_chart")
+    else:
+        st.info("Pick one or more methods in the sidebar.")
+
+left2, right2 = st.columns(2, gap="medium")
+with left2:
+    if specs:
+        st.plotly_chart(target_logit_figure(specs, phi=phi), width="stretch", config=CHART_CONFIG,
+                        key="logit_chart")
+with right2:
+    st.plotly_chart(
+        adaface_terms_figure(v["h"], v["m"], v["mean"], v["std"], v["norm"],
+                             z_hat=v["zhat"] if v["zdirect"] else None),
+        width="stretch", config=CHART_CONFIG, key="terms_chart")
+
+sync_url(PARAMS)
+st.caption("The view is in the address bar: copy it to share exactly this state. "
+           f"Methods shown: {', '.join(LABELS[n] for n in v['methods']) or 'none'}.")

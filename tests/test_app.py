@@ -1,0 +1,328 @@
+"""Streamlit AppTest checks of the app's margin pages (explorer and gallery).
+
+Each test acts on a widget and asserts that the figure data changed the way the maths says. The
+expected curves are recomputed here from the formulas of DESIGN.md §2, written out independently
+of adaface_lab (``_adaface_g`` and friends below), and compared with the numbers the page put in
+its plotly charts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app" / "streamlit_app.py"
+EPS = 1e-3
+sys.path.insert(0, str(ROOT / "app"))  # for the pure URL-state helpers in app/_state.py
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _run(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if query:
+        at.query_params.update(query)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _decode(value: Any) -> Any:
+    """Plotly's JSON arrays: plain lists, or {"dtype", "bdata" (base64), "shape"} typed arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            dims = [int(s) for s in str(shape).split(",")] if isinstance(shape, str) else list(shape)
+            arr = arr.reshape(dims)
+        return arr
+    if isinstance(value, list):
+        return np.asarray(value, dtype=float)
+    return value
+
+
+def _chart(at: AppTest, key: str) -> dict[str, Any]:
+    """The plotly spec (data + layout) of the chart with ``key``."""
+    for element in at.get("plotly_chart"):
+        if element.key == key:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}; have {[e.key for e in at.get('plotly_chart')]}")
+
+
+def _trace(spec: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+    for trace in spec["data"]:
+        if trace.get("name") == name:
+            return _decode(trace["x"]), _decode(trace["y"])
+    raise AssertionError(f"no trace {name!r}; have {[t.get('name') for t in spec['data']]}")
+
+
+def _slider(at: AppTest, page: str, key: str):
+    return at.sidebar.slider(key=f"{page}:{key}")
+
+
+# ---- the maths, written out independently of adaface_lab (DESIGN.md §2, official clamps)
+
+
+def _z_hat(norm: float, mean: float, std: float, h: float) -> float:
+    return float(np.clip(h * (np.clip(norm, 0.001, 100.0) - mean) / (std + EPS), -1.0, 1.0))
+
+
+def _p_y(f: np.ndarray, s: float, theta_j: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(f - s * np.cos(theta_j))))
+
+
+def _angular_g(deg: np.ndarray, s: float, shift: float, add: float, phi_deg: float,
+               detached: bool = False) -> np.ndarray:
+    """|g| for f = s·(cos(θ + shift) − add) along the arc toward W_j (θ_y in degrees).
+
+    The official code clips θ + shift to [ε, π − ε]; where the clip is active df/dc = 0.
+    Cosine clamps are not modelled: compare away from 0° and 180° (see ``_inside``).
+    """
+    theta = np.radians(np.asarray(deg, dtype=float))
+    theta_j = np.abs(theta - math.radians(phi_deg))
+    angle = theta + shift
+    f = s * (np.cos(np.clip(angle, EPS, math.pi - EPS)) - add)
+    active = (angle >= EPS) & (angle <= math.pi - EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):  # θ = 0 is masked by ``_inside``
+        dfdc = s if detached else np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
+    return (1.0 - _p_y(f, s, theta_j)) * dfdc
+
+
+def _inside(x: np.ndarray, lo: float = 8.0, hi: float = 170.0) -> np.ndarray:
+    """Angles (degrees) well away from the clamps at 0° and 180°."""
+    return (x > lo) & (x < hi)
+
+
+# ----------------------------------------------------------------------------- page 1: explorer
+
+
+def test_explorer_renders_its_four_figures() -> None:
+    at = _run()
+    keys = {e.key for e in at.get("plotly_chart")}
+    assert keys == {"plane_chart", "gst_chart", "logit_chart", "terms_chart"}
+    assert at.title[0].value == "Margin explorer"
+    plane = _chart(at, "plane_chart")
+    heat = plane["data"][0]
+    z = _decode(heat["z"])
+    assert heat["type"] == "heatmap" and z.shape == (161, 161)
+    assert np.isnan(z[0, 0]) and np.isfinite(z[80, 80])  # NaN outside the unit disc only
+    assert plane["layout"]["yaxis"]["scaleanchor"] == "x"  # equal aspect
+
+
+def test_adaface_gst_matches_the_formula_at_the_default_state() -> None:
+    at = _run()
+    x, y = _trace(_chart(at, "gst_chart"), "AdaFace")
+    z = _z_hat(30.0, 20.0, 10.0, 0.333)  # the page's defaults
+    expected = _angular_g(x, 64.0, -0.4 * z, 0.4 * z + 0.4, 90.0)
+    ok = _inside(x)
+    np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=1e-6)
+
+
+def test_raising_the_norm_moves_adaface_emphasis_to_hard_samples() -> None:
+    at = _run()
+    curves = {}
+    for norm in (10.0, 50.0):  # ẑ = −0.33 (toward ArcFace) and ẑ ≈ +1 (toward negative angular)
+        _slider(at, "explorer", "norm").set_value(norm).run()
+        assert not at.exception
+        curves[norm] = _trace(_chart(at, "gst_chart"), "AdaFace")
+    (x, low), (_, high) = curves[10.0], curves[50.0]
+    assert x[np.argmax(high)] > x[np.argmax(low)] + 60  # the peak moves toward θ_y = 180°
+    at_150, at_60 = np.argmin(abs(x - 150)), np.argmin(abs(x - 60))
+    assert high[at_150] / high[at_60] > 1.5 * (low[at_150] / low[at_60])
+    ok = _inside(x)
+    z = _z_hat(50.0, 20.0, 10.0, 0.333)
+    np.testing.assert_allclose(high[ok], _angular_g(x, 64, -0.4 * z, 0.4 * z + 0.4, 90)[ok],
+                               rtol=1e-6, atol=1e-6)
+    # the terms figure marks the new norm
+    terms = _chart(at, "terms_chart")
+    assert any("‖z‖ = 50" in a.get("text", "") for a in terms["layout"]["annotations"])
+
+
+def test_h_zero_makes_adaface_equal_cosface() -> None:
+    at = _run()
+    x, ada = _trace(_chart(at, "gst_chart"), "AdaFace")
+    _, cos = _trace(_chart(at, "gst_chart"), "CosFace")
+    assert not np.allclose(ada, cos)
+    _slider(at, "explorer", "h").set_value(0.0).run()
+    assert not at.exception
+    gst, logit = _chart(at, "gst_chart"), _chart(at, "logit_chart")
+    np.testing.assert_allclose(_trace(gst, "AdaFace")[1], _trace(gst, "CosFace")[1], rtol=1e-9)
+    np.testing.assert_allclose(_trace(logit, "AdaFace")[1], _trace(logit, "CosFace")[1], rtol=1e-9)
+    # and CosFace is s·(c − m): f/s = cos θ − m
+    x, f = _trace(logit, "CosFace")
+    np.testing.assert_allclose(f[_inside(x)], (np.cos(np.radians(x)) - 0.4)[_inside(x)], atol=1e-9)
+
+
+def test_z_hat_minus_one_set_directly_makes_adaface_arcface() -> None:
+    at = _run({"zdirect": "1", "zhat": "-1"})
+    assert at.sidebar.toggle(key="explorer:zdirect").value is True
+    assert _slider(at, "explorer", "zhat").value == -1.0
+    _slider(at, "explorer", "m").set_value(0.5).run()
+    gst = _chart(at, "gst_chart")
+    np.testing.assert_allclose(_trace(gst, "AdaFace")[1], _trace(gst, "ArcFace")[1], rtol=1e-9)
+
+
+def test_s_scales_the_gradient_and_detached_makes_df_dc_equal_s() -> None:
+    at = _run()
+    x, arc = _trace(_chart(at, "gst_chart"), "ArcFace")
+    hard = np.argmin(abs(x - 135))
+    # official ArcFace de-emphasises hard samples: |g| at 135° is well below s
+    assert arc[hard] < 0.8 * 64
+    _slider(at, "explorer", "s").set_value(32.0).run()
+    x, cos32 = _trace(_chart(at, "gst_chart"), "CosFace")
+    ok = _inside(x)
+    np.testing.assert_allclose(cos32[ok], _angular_g(x, 32, 0.0, 0.4, 90)[ok], rtol=1e-6, atol=1e-9)
+    assert 31.0 < cos32[hard] <= 32.0  # CosFace: |g| = (1 − P_y)·s → s for hard samples
+
+    at.sidebar.radio(key="explorer:conv").set_value("detached").run()
+    assert not at.exception
+    gst = _chart(at, "gst_chart")
+    for name, shift, add in (("ArcFace", 0.4, 0.0), ("Negative angular", -0.4, 0.0)):
+        x, y = _trace(gst, name)
+        expected = _angular_g(x, 32, shift, add, 90, detached=True)
+        np.testing.assert_allclose(y[_inside(x)], expected[_inside(x)], rtol=1e-6, atol=1e-9)
+        # with the margin detached, df/dc = s, so |g|/s = 1 − P_y ≤ 1 everywhere
+        assert np.nanmax(y) <= 32.0 + 1e-9
+
+
+def test_phi_moves_b0_in_the_feature_plane() -> None:
+    at = _run()
+    _slider(at, "explorer", "phi").set_value(120.0).run()
+    plane = _chart(at, "plane_chart")
+    x, y = _trace(plane, "B0: c<sub>y</sub> = c<sub>j</sub>")
+    angles = np.degrees(np.arctan2(y, x))
+    ends = angles[np.hypot(x, y) > 0.5]
+    assert np.any(np.isclose(ends, 60.0, atol=1e-6))  # B0 bisects W_y (0°) and W_j (120°)
+
+
+@pytest.mark.parametrize("conv", ["official", "detached"])
+def test_every_method_draws_its_feature_plane(conv: str) -> None:
+    from adaface_lab.margins import list_margins
+    from adaface_lab.plots import method_label
+
+    names = list_margins()
+    at = _run({"methods": ",".join(names), "conv": conv, "zdirect": "1", "zhat": "0.5"})
+    assert len(_chart(at, "gst_chart")["data"]) == len(names)
+    for name in names:
+        at.selectbox(key="explorer:plane").set_value(name).run()
+        assert not at.exception, (name, at.exception)
+        plane = _chart(at, "plane_chart")
+        assert plane["layout"]["title"]["text"].startswith(method_label(name))
+        z = _decode(plane["data"][0]["z"])
+        inside = np.isfinite(z)
+        assert inside.mean() > 0.7 and np.all(z[inside] >= 0)  # |g| over the whole disc
+        b1 = _trace(plane, "B1: f(c<sub>y</sub>) = logit<sub>j</sub>")[0]
+        assert np.isfinite(b1).sum() >= 2  # B1 was found
+        if conv == "detached":  # df/dc = s: |g| = (1 − P_y)·s ≤ s
+            assert np.nanmax(z) <= 64.0 + 1e-4
+
+
+def test_url_state_round_trip() -> None:
+    query = {"norm": "45", "s": "32", "methods": "arcface,adaface", "conv": "detached",
+             "phi": "100", "plane": "sphereface"}
+    at = _run(query)
+    assert _slider(at, "explorer", "norm").value == 45.0
+    assert _slider(at, "explorer", "s").value == 32.0
+    assert _slider(at, "explorer", "phi").value == 100.0
+    assert at.sidebar.multiselect(key="explorer:methods").value == ["arcface", "adaface"]
+    assert at.sidebar.radio(key="explorer:conv").value == "detached"
+    assert at.selectbox(key="explorer:plane").value == "sphereface"
+    gst = _chart(at, "gst_chart")
+    assert [t["name"] for t in gst["data"]] == ["ArcFace", "AdaFace"]
+    x, y = _trace(gst, "AdaFace")
+    z = _z_hat(45.0, 20.0, 10.0, 0.333)
+    np.testing.assert_allclose(y[_inside(x)], _angular_g(x, 32, -0.4 * z, 0.4 * z + 0.4, 100,
+                                                         detached=True)[_inside(x)], rtol=1e-6)
+    # a change is written back to the URL; defaults stay out of it
+    _slider(at, "explorer", "m").set_value(0.35).run()
+    assert at.query_params["m"] in ("0.35", ["0.35"])
+    assert at.query_params["norm"] in ("45", ["45"])
+    assert "h" not in at.query_params
+
+
+def test_bad_url_values_fall_back_or_clamp() -> None:
+    at = _run({"norm": "1e9", "s": "abc", "methods": "nope,cosface", "conv": "bogus",
+               "phi": "nan", "m": "-3", "zdirect": "maybe", "plane": "x"})
+    assert _slider(at, "explorer", "norm").value == 100.0
+    assert _slider(at, "explorer", "s").value == 64.0
+    assert _slider(at, "explorer", "phi").value == 90.0
+    assert _slider(at, "explorer", "m").value == 0.0
+    assert at.sidebar.multiselect(key="explorer:methods").value == ["cosface"]
+    assert at.sidebar.radio(key="explorer:conv").value == "official"
+    assert at.sidebar.toggle(key="explorer:zdirect").value is False
+    assert at.selectbox(key="explorer:plane").value == "adaface"
+
+
+def test_param_parse_snaps_and_encodes() -> None:
+    from _state import Param
+
+    p = Param("x", "x", "float", 1.0, 0.5, 2.0, 0.05)
+    assert p.parse("1.234") == pytest.approx(1.25)
+    assert p.parse("inf") == 1.0 and p.parse(None) == 1.0 and p.parse("-7") == 0.5
+    assert p.parse(p.encode(1.35)) == pytest.approx(1.35)
+    q = Param("k", "k", "multi", ["a"], choices=("a", "b", "c"))
+    assert q.parse("c,a,c,zz") == ["c", "a"] and q.parse("zz") == ["a"] and q.parse("") == []
+    with pytest.raises(ValueError):
+        Param("y", "y", "float", 1.0)
+
+
+# ----------------------------------------------------------------------------- page 2: gallery
+
+
+def _gallery(at: AppTest) -> AppTest:
+    at.switch_page("views/gallery.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _disc_value(spec: dict[str, Any], panel: int, angle_deg: float, radius: float = 0.8) -> float:
+    """|g| in panel ``panel``'s heatmap at a point of the disc (polar angle, radius)."""
+    heat = [t for t in spec["data"] if t["type"] == "heatmap"][panel]
+    xs, ys, z = _decode(heat["x"]), _decode(heat["y"]), _decode(heat["z"])
+    a = math.radians(angle_deg)
+    return float(z[np.argmin(abs(ys - radius * math.sin(a))), np.argmin(abs(xs - radius * math.cos(a)))])
+
+
+def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
+    at = _gallery(_run())
+    assert at.title[0].value == "Method gallery"
+    grid = _chart(at, "grid_chart")
+    heatmaps = [t for t in grid["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 10  # 8 methods + AdaFace at a low and a high norm
+    titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("yanchor") == "bottom"
+              and a.get("xref") == "paper"]
+    assert sum("AdaFace" in t for t in titles) == 2
+    # high norm: more gradient on hard samples (θ_y = 150°) than at the low norm
+    low, high = _disc_value(grid, 8, 150.0), _disc_value(grid, 9, 150.0)
+    assert high > 1.5 * low
+    # the independent value: ẑ from the gallery's default norms
+    z_hi = _z_hat(50.0, 20.0, 10.0, 0.333)
+    expected = _angular_g(np.array([150.0]), 64, -0.4 * z_hi, 0.4 * z_hi + 0.4, 90)[0]
+    assert high == pytest.approx(expected, rel=0.03)  # a 121² grid cell, not the exact point
+    assert grid["layout"]["coloraxis"]["cmax"] == 128.0  # one scale: |g| clipped at 2s
+
+
+def test_gallery_uses_the_explorers_s_and_m() -> None:
+    at = _run()
+    _slider(at, "explorer", "s").set_value(32.0).run()
+    _slider(at, "explorer", "m").set_value(0.5).run()
+    _gallery(at)
+    assert _slider(at, "gallery", "s").value == 32.0
+    assert _slider(at, "gallery", "m").value == 0.5
+    grid = _chart(at, "grid_chart")
+    assert grid["layout"]["coloraxis"]["cmax"] == 64.0
+    x, y = _trace(_chart(at, "gallery_gst_chart"), "ArcFace")
+    np.testing.assert_allclose(y[_inside(x)], _angular_g(x, 32, 0.5, 0.0, 90)[_inside(x)], rtol=1e-6)
+    # changing s on the gallery rescales its colour cap
+    _slider(at, "gallery", "s").set_value(48.0).run()
+    assert _chart(at, "grid_chart")["layout"]["coloraxis"]["cmax"] == 96.0

@@ -1,0 +1,158 @@
+"""adaface_lab.plots (margin figures): what each figure shows, checked against hand formulas.
+
+The builders skip plotly's per-property validation for speed, so every figure is also rebuilt
+here with full validation: a misspelt property would fail these tests.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from adaface_lab.gst import feature_plane
+from adaface_lab.margins import build_margin, list_margins
+from adaface_lab.plots import (
+    adaface_terms_figure,
+    feature_plane_figure,
+    feature_plane_grid,
+    gst_curves_figure,
+    method_spec,
+    save_figure,
+    target_logit_figure,
+)
+
+EPS = 1e-3
+
+
+def _validated(fig: go.Figure) -> go.Figure:
+    """``fig`` itself, after rebuilding a copy with full validation (raises on any invalid
+    property)."""
+    go.Figure(fig.to_dict())
+    return fig
+
+
+def _y(fig: go.Figure, name: str) -> tuple[np.ndarray, np.ndarray]:
+    for trace in fig.data:
+        if trace.name == name:
+            return np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)
+    raise AssertionError(f"no trace {name!r}")
+
+
+def _arcface_g(deg: np.ndarray, s: float, m: float, phi_deg: float) -> np.ndarray:
+    """|g| of ArcFace along the arc, from DESIGN.md §2 written out by hand (no clamps active)."""
+    theta = np.radians(deg)
+    theta[theta == 0] = np.nan  # sin θ = 0: outside the compared range
+    f = s * np.cos(theta + m)
+    p_y = 1.0 / (1.0 + np.exp(-(f - s * np.cos(np.abs(theta - math.radians(phi_deg))))))
+    return (1.0 - p_y) * s * np.sin(theta + m) / np.sin(theta)
+
+
+def test_feature_plane_figure_shows_the_planes_fields() -> None:
+    plane = feature_plane(build_margin("arcface", s=32.0, m=0.5), resolution=41, phi=math.radians(80))
+    fig = _validated(feature_plane_figure(plane))
+    heat = fig.data[0]
+    z = np.asarray(heat.z, dtype=float)
+    np.testing.assert_allclose(z, np.abs(plane.g), rtol=1e-6, equal_nan=True)
+    assert heat.zmax == 64.0 and "2s = 64" in heat.colorbar.title.text  # default cap, said so
+    b0 = fig.data[2]
+    ends = np.degrees(np.arctan2(np.asarray(b0.y, dtype=float), np.asarray(b0.x, dtype=float)))
+    assert np.any(np.isclose(ends, 40.0))  # B0 halves φ = 80°
+    assert fig.data[3].line.dash in (None, "solid") and b0.line.dash == "dash"
+    tips = {(round(a.x, 6), round(a.y, 6)) for a in fig.layout.annotations if a.showarrow}
+    assert tips == {(1.0, 0.0), (round(math.cos(math.radians(80)), 6), round(math.sin(math.radians(80)), 6))}
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.uirevision
+    custom = feature_plane_figure(plane, title="mine", g_range=(0, 10))
+    assert custom.data[0].zmax == 10 and custom.layout.title.text == "mine"
+    with pytest.raises(ValueError):
+        feature_plane_figure(plane, g_range=(5, 5))
+
+
+def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
+    names = list_margins()
+    planes = [feature_plane(build_margin(n), resolution=21, norm=30.0,
+                            z_hat=0.5 if n == "adaface" else None) for n in names]
+    fig = _validated(feature_plane_grid(planes, cols=4))
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heatmaps) == len(names) and all(h.coloraxis == "coloraxis" for h in heatmaps)
+    assert fig.layout.coloraxis.cmax == 128.0
+    for i in range(len(names)):
+        suffix = "" if i == 0 else str(i + 1)
+        assert fig.layout[f"yaxis{suffix}"].scaleanchor == f"x{suffix}"
+    domains = sorted({tuple(fig.layout[f"xaxis{'' if i == 0 else i + 1}"].domain) for i in range(len(names))})
+    assert len(domains) == 4  # four columns
+    with pytest.raises(ValueError):
+        feature_plane_grid([], cols=3)
+    with pytest.raises(ValueError):
+        feature_plane_grid(planes, cols=0)
+    with pytest.raises(ValueError):
+        feature_plane_grid(planes, titles=["one"])
+
+
+def test_gst_curves_match_the_hand_formula_and_cut_the_axis() -> None:
+    specs = [method_spec(build_margin("arcface", s=64.0, m=0.5)),
+             method_spec(build_margin("cosface", s=64.0, m=0.4)),
+             method_spec("adaface", label="AdaFace high", norm=60.0, mean=20.0, std=10.0)]
+    fig = _validated(gst_curves_figure(specs, phi=math.radians(70)))
+    x, y = _y(fig, "ArcFace")
+    ok = (x > 5) & (x < 150)
+    np.testing.assert_allclose(y[ok], _arcface_g(x, 64, 0.5, 70)[ok], rtol=1e-6, atol=1e-9)
+    x, y = _y(fig, "CosFace")
+    hard = (x > 90) & (x < 170)
+    assert np.all(y[hard] <= 64.0) and np.all(y[hard] > 60.0)  # |g| = (1 − P_y)·s → s
+    # AdaFace at ẑ = +1 grows without bound near 180°: the axis is cut at 2s and says so
+    assert fig.layout.yaxis.range == (0, 128.0)
+    assert any("cut at 2s = 128" in a.text for a in fig.layout.annotations)
+    assert any(shape.x0 == 35.0 for shape in fig.layout.shapes)  # B0 at φ/2
+    detached = gst_curves_figure(specs[:1], phi=math.radians(70), convention="detached")
+    x, y = _y(detached, "ArcFace")
+    assert np.nanmax(y) <= 64.0
+    with pytest.raises(ValueError):
+        gst_curves_figure(specs, convention="other")
+    with pytest.raises(TypeError):
+        gst_curves_figure([42])
+
+
+def test_target_logit_figure_is_f_over_s() -> None:
+    fig = _validated(target_logit_figure([build_margin("arcface", s=30.0, m=0.3),
+                                          ("cosface", {})], phi=math.pi / 2))
+    x, y = _y(fig, "ArcFace")
+    ok = (x > 3) & (x < 160)  # away from the cosine clamp at cos θ = 1 − ε (θ ≈ 2.6°)
+    np.testing.assert_allclose(y[ok], np.cos(np.radians(x[ok]) + 0.3), atol=1e-9)
+    x, y = _y(fig, "CosFace")
+    np.testing.assert_allclose(y[ok], np.cos(np.radians(x[ok])) - 0.4, atol=1e-9)
+    x, cj = _y(fig, "cos θ<sub>j</sub> (negative logit / s)")
+    np.testing.assert_allclose(cj, np.cos(np.radians(np.abs(x - 90.0))), atol=1e-12)
+    x, cy = _y(fig, "cos θ<sub>y</sub> (no margin)")
+    np.testing.assert_allclose(cy, np.cos(np.radians(x)), atol=1e-12)
+
+
+def test_adaface_terms_figure_marks_the_current_norm() -> None:
+    h, m, mean, std, norm = 0.5, 0.4, 20.0, 8.0, 26.0
+    fig = _validated(adaface_terms_figure(h, m, mean, std, norm))
+    z = float(np.clip(h * (norm - mean) / (std + EPS), -1, 1))
+    markers = [t for t in fig.data if t.mode == "markers"][0]
+    np.testing.assert_allclose(markers.y, [z, -m * z, m * z + m], atol=1e-12)
+    assert set(markers.x) == {norm}
+    x, zh = _y(fig, "ẑ")
+    assert zh[0] == -1.0 and zh[-1] == 1.0  # the range shows both saturations
+    direct = adaface_terms_figure(h, m, mean, std, norm, z_hat=-0.7)
+    assert any("ẑ set directly" in a.text for a in direct.layout.annotations)
+
+
+def test_method_spec_rejects_unknown_context() -> None:
+    with pytest.raises(ValueError):
+        method_spec("arcface", bogus=1.0)
+
+
+def test_save_figure_writes_html_and_png(tmp_path: Path) -> None:
+    fig = target_logit_figure(["arcface"])
+    written = save_figure(fig, tmp_path / "f.html", tmp_path / "f.png", width=500, height=300)
+    html = written["html"].read_text(encoding="utf-8")
+    assert "plotly" in html.lower() and "ArcFace" in html
+    png = written["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temp files
