@@ -1,0 +1,249 @@
+"""Run analyses on synthetic records with a known correlation structure, checked against SciPy/NumPy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from adaface_lab.analysis import (
+    correlation_by_epoch,
+    ema_over_steps,
+    histogram_by_epoch,
+    least_squares,
+    load_run,
+    margin_distribution,
+    pick_images_along_norm,
+    sign_check,
+    trajectories,
+    with_quality_columns,
+    z_hat_distribution,
+)
+
+
+def make_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """Records in the training loop's schema where norm = a_e·quality + noise (a_e grows with epoch)
+    and P_y depends on quality only weakly. ``sign=-1`` reverses the norm–quality relation."""
+    rng = np.random.default_rng(seed)
+    severity = rng.beta(1.2, 2.5, n)
+    true_q = 1.0 - severity
+    brisque = 100.0 * (1.0 - true_q) + rng.normal(0, 8, n)  # BRISQUE tracks severity, with noise
+    frames = []
+    for e in range(epochs):
+        a = 4.0 * (e + 1)
+        norm = 20.0 + sign * a * true_q + rng.normal(0, 2.0, n)
+        logit = 0.5 * true_q + rng.normal(0, 1.0, n) + 0.3 * e
+        z_hat = np.clip(0.333 * (norm - norm.mean()) / norm.std(), -1, 1)
+        frames.append(pd.DataFrame({
+            "sample_id": np.arange(n) * 3 + 7,  # ids need not be 0..n-1
+            "label": np.arange(n) % 17,
+            "epoch": e + 1,  # epochs need not start at 0
+            "step": (e + 1) * 50,
+            "norm": norm,
+            "p_y": 1.0 / (1.0 + np.exp(-logit)),
+            "cos_y": np.tanh(logit),
+            "z_hat": z_hat,
+            "margin_angle": -0.4 * z_hat,
+            "margin_add": 0.4 * z_hat + 0.4,
+            "loss": rng.uniform(0, 5, n),
+            "brisque": brisque,
+            "severity": severity,
+            "crop_applied": rng.uniform(size=n) < 0.2,
+        }))
+    rec = pd.concat(frames, ignore_index=True)
+    rec.loc[rng.choice(len(rec), 25, replace=False), "brisque"] = np.nan  # a few unscored images
+    return rec
+
+
+# --------------------------------------------------------------------------- correlations
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+@pytest.mark.parametrize("quality", ["quality", "severity_quality"])
+def test_correlation_per_epoch_equals_scipy_on_each_slice(method: str, quality: str) -> None:
+    rec = make_records()
+    corr = correlation_by_epoch(rec, quality=quality, method=method)
+    assert list(corr["epoch"]) == [1, 2, 3, 4, 5]
+    full = rec.assign(quality=1 - rec["brisque"] / 100, severity_quality=1 - rec["severity"])
+    fn = stats.pearsonr if method == "pearson" else stats.spearmanr
+    for _, row in corr.iterrows():
+        sl = full[(full["epoch"] == row["epoch"]) & full[quality].notna()]
+        r_norm, p_norm = fn(sl["norm"], sl[quality])
+        r_py, p_py = fn(sl["p_y"], sl[quality])
+        assert row["n"] == len(sl)
+        assert row["r_norm"] == pytest.approx(r_norm, abs=1e-10)
+        assert row["r_p_y"] == pytest.approx(r_py, abs=1e-10)
+        assert row["p_norm"] == pytest.approx(p_norm, rel=1e-6, abs=1e-300)
+        assert row["p_p_y"] == pytest.approx(p_py, rel=1e-6, abs=1e-12)
+    # the structure built in: the norm tracks quality, increasingly, and more than P_y
+    assert corr["r_norm"].is_monotonic_increasing
+    assert (corr["r_norm"] > corr["r_p_y"]).all()
+
+
+def test_correlation_of_a_missing_or_empty_quality() -> None:
+    rec = make_records(n=50, epochs=2).drop(columns=["severity"])
+    with pytest.raises(ValueError, match="severity"):
+        correlation_by_epoch(rec, quality="severity_quality")
+    real = make_records(n=50, epochs=2).assign(severity=np.nan)  # real data: no ground truth
+    corr = correlation_by_epoch(real, quality="severity_quality")
+    assert list(corr["n"]) == [0, 0] and corr["r_norm"].isna().all()
+
+
+def test_least_squares_equals_polyfit() -> None:
+    rec = with_quality_columns(make_records())
+    fit = least_squares(rec, x="quality", y="norm", epoch=-1)
+    sl = rec[(rec["epoch"] == 5) & rec["quality"].notna()]
+    slope, intercept = np.polyfit(sl["quality"], sl["norm"], 1)
+    assert fit.epoch == 5 and fit.n == len(sl)
+    assert fit.slope == pytest.approx(slope, rel=1e-10)
+    assert fit.intercept == pytest.approx(intercept, rel=1e-10)
+    assert fit.r == pytest.approx(np.corrcoef(sl["quality"], sl["norm"])[0, 1], abs=1e-12)
+    line = fit.line
+    np.testing.assert_allclose(line["x"], [sl["quality"].min(), sl["quality"].max()])
+    np.testing.assert_allclose(line["y"], slope * line["x"] + intercept)
+    # epoch by value and all epochs pooled
+    assert least_squares(rec, "severity_quality", "p_y", epoch=2).epoch == 2
+    pooled = least_squares(rec, "severity_quality", "norm", epoch=None)
+    assert pooled.n == len(rec) and pooled.epoch is None
+    with pytest.raises(ValueError, match="not recorded"):
+        least_squares(rec, epoch=9)
+
+
+# --------------------------------------------------------------------------- trajectories and picks
+
+
+def test_trajectories_are_deterministic_per_seed() -> None:
+    rec = make_records(n=200, epochs=4)
+    a, b, c = trajectories(rec, n=12, seed=3), trajectories(rec, n=12, seed=3), trajectories(rec, n=12, seed=4)
+    pd.testing.assert_frame_equal(a.paths, b.paths)
+    pd.testing.assert_frame_equal(a.summary, b.summary)
+    assert set(a.paths["sample_id"]) != set(c.paths["sample_id"])
+    assert a.paths["sample_id"].nunique() == 12 and len(a.paths) == 12 * 4
+    assert set(a.paths["sample_id"]) <= set(rec["sample_id"])
+    # the summary's last norm is the record at the last epoch, and it is sorted by it
+    last = rec[rec["epoch"] == 4].set_index("sample_id")["norm"]
+    np.testing.assert_allclose(a.summary["last_norm"], last.loc[a.summary["sample_id"]].to_numpy())
+    assert a.summary["last_norm"].is_monotonic_increasing
+    assert len(trajectories(rec, n=10_000, seed=0).summary) == 200  # n larger than the probe set: all
+
+
+def test_picks_are_evenly_spaced_along_the_norm() -> None:
+    rec = make_records(n=400, epochs=3)
+    picks = pick_images_along_norm(rec, k=8, epoch=-1)
+    last = rec[rec["epoch"] == 3]
+    assert len(picks) == 8 and picks["sample_id"].is_unique
+    assert picks["norm"].iloc[0] == last["norm"].min() and picks["norm"].iloc[-1] == last["norm"].max()
+    targets = np.linspace(last["norm"].min(), last["norm"].max(), 8)
+    np.testing.assert_allclose(picks["target"], targets)
+    # every pick is the sample nearest to its target (400 samples: nothing nearer was taken before)
+    for _, row in picks.iterrows():
+        assert abs(row["norm"] - row["target"]) == pytest.approx(np.min(np.abs(last["norm"] - row["target"])))
+    pd.testing.assert_frame_equal(picks, pick_images_along_norm(rec, k=8, epoch=-1))
+    with pytest.raises(ValueError, match="asked"):
+        pick_images_along_norm(rec, k=401)
+
+
+# --------------------------------------------------------------------------- distributions
+
+
+def test_z_hat_and_margin_distributions_equal_numpy_per_epoch() -> None:
+    rec = make_records(n=300, epochs=3)
+    zd = z_hat_distribution(rec)
+    for _, row in zd.iterrows():
+        z = rec.loc[rec["epoch"] == row["epoch"], "z_hat"].to_numpy()
+        np.testing.assert_allclose(row[["q05", "q25", "q50", "q75", "q95"]].to_numpy(float),
+                                   np.quantile(z, [0.05, 0.25, 0.5, 0.75, 0.95]))
+        assert row["frac_low"] == pytest.approx(np.mean(z == -1)) and row["frac_high"] == pytest.approx(np.mean(z == 1))
+        assert row["n"] == len(z)
+    md = margin_distribution(rec)
+    assert set(md["term"]) == {"margin_angle", "margin_add"} and len(md) == 6
+    row = md[(md["term"] == "margin_add") & (md["epoch"] == 2)].iloc[0]
+    assert row["q50"] == pytest.approx(np.median(rec.loc[rec["epoch"] == 2, "margin_add"]))
+    # a head other than AdaFace: ẑ all NaN, no margin columns -> empty frames, not errors
+    arc = rec.assign(z_hat=np.nan).drop(columns=["margin_angle", "margin_add"])
+    assert len(z_hat_distribution(arc)) == 0 and "q50" in z_hat_distribution(arc).columns
+    assert len(margin_distribution(arc)) == 0
+
+
+def test_histogram_by_epoch_equals_numpy_histogram() -> None:
+    rec = make_records(n=300, epochs=3)
+    h = histogram_by_epoch(rec, "norm", bins=12)
+    lo, hi = rec["norm"].min(), rec["norm"].max()
+    for e in (1, 2, 3):
+        counts, edges = np.histogram(rec.loc[rec["epoch"] == e, "norm"], bins=12, range=(lo, hi))
+        he = h[h["epoch"] == e]
+        np.testing.assert_array_equal(he["count"], counts)
+        np.testing.assert_allclose(he["left"], edges[:-1])
+        assert (he["density"] * (edges[1] - edges[0])).sum() == pytest.approx(1.0)
+
+
+def test_ema_over_steps_numbers_steps_and_smooths_by_hand() -> None:
+    steps = pd.DataFrame({
+        "epoch": np.repeat([0, 1], 4), "step": np.tile(np.arange(4), 2),  # step restarts each epoch
+        "loss": [4.0, 2.0, 3.0, 1.0, 2.0, 0.5, 1.5, 1.0], "acc": np.linspace(0, 0.7, 8),
+        "batch_mean": np.linspace(20, 16, 8), "batch_std": np.linspace(100, 3, 8),
+    }).sample(frac=1.0, random_state=0)  # order on disk need not be sorted
+    out = ema_over_steps(steps, smoothing=0.6)
+    np.testing.assert_array_equal(out["global_step"], np.arange(8))
+    np.testing.assert_allclose(out["mu_z"], np.linspace(20, 16, 8))
+    loss = np.array([4.0, 2.0, 3.0, 1.0, 2.0, 0.5, 1.5, 1.0])
+    num, den, expected = 0.0, 0.0, []
+    for v in loss:  # bias-corrected EMA: weighted mean with weights 0.6^age
+        num, den = 0.6 * num + v, 0.6 * den + 1.0
+        expected.append(num / den)
+    np.testing.assert_allclose(out["loss_ema"], expected)
+    glob = ema_over_steps(steps.assign(step=steps["epoch"] * 4 + steps["step"] + 10))
+    np.testing.assert_array_equal(glob["global_step"], np.arange(10, 18))  # a global step counter is kept
+    assert "mu_z" not in ema_over_steps(steps.drop(columns=["batch_mean"])).columns
+
+
+# --------------------------------------------------------------------------- sign of the finding
+
+
+def test_sign_check_says_matches_reversed_or_unclear() -> None:
+    pos = sign_check(correlation_by_epoch(make_records(sign=1.0)))
+    neg = sign_check(correlation_by_epoch(make_records(sign=-1.0)))
+    assert pos.verdict == "matches" and "as the paper finds" in str(pos)
+    assert neg.verdict == "reversed" and "reversed" in str(neg).lower() and "flip the sign of h" in str(neg)
+    assert neg.r_norm < -0.1 and neg.epoch == 5
+    flat = pd.DataFrame({"epoch": [1, 2], "r_norm": [0.02, -0.03], "r_p_y": [0.1, 0.2]})
+    assert sign_check(flat).verdict == "unclear"
+
+
+# --------------------------------------------------------------------------- loading a run
+
+
+def test_load_run_reads_a_dataset_folder_and_errors_clearly(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="run folder not found"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no records.parquet"):
+        load_run(tmp_path / "empty")
+
+    run_dir = tmp_path / "run"
+    (run_dir / "records.parquet").mkdir(parents=True)
+    rec = make_records(n=40, epochs=2)
+    for e, part in rec.groupby("epoch"):  # one part file per epoch, as a flushing loop writes them
+        part.to_parquet(run_dir / "records.parquet" / f"epoch-{e:04d}.parquet")
+    pd.DataFrame({"epoch": [1, 1, 2], "step": [0, 1, 2], "loss": [3.0, 2.0, 1.0]}).to_parquet(run_dir / "steps.parquet")
+    pd.DataFrame({"epoch": [1, 2], "loss": [2.5, 1.0], "acc": [0.1, 0.4]}).to_csv(run_dir / "epochs.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps({"head": "adaface", "epochs": 2}))
+    run = load_run(run_dir)
+    assert len(run.records) == 80 and run.recorded_epochs == [1, 2]
+    np.testing.assert_allclose(run.records["quality"], 1 - run.records["brisque"] / 100)
+    assert {"severity_quality", "crop_applied"} <= set(run.records.columns)
+    assert run.config["head"] == "adaface" and len(run.steps) == 3 and list(run.epochs["acc"]) == [0.1, 0.4]
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    rec.iloc[:0].to_parquet(bare / "records.parquet")
+    with pytest.raises(ValueError, match="no rows"):
+        load_run(bare)
+    rec.drop(columns=["p_y"]).to_parquet(bare / "records.parquet")
+    with pytest.raises(ValueError, match="p_y"):
+        load_run(bare)
+    (run_dir / "steps.parquet").unlink()  # optional files absent -> empty frames
+    assert len(load_run(run_dir).steps) == 0
