@@ -1,1 +1,24 @@
-"""Data: the built-in SyntheticFaces set, readers for real face data, and augmentations."""
+"""Data: the built-in SyntheticFaces set, readers for real face data, and augmentations.
+
+Every data set yields ``(image, label, sample_id, meta)``: image a uint8 (3, H, W) RGB tensor,
+label an int, sample_id an int stable within the set, meta a flat dict of scalars.
+"""
+
+from .folders import ImageFolderFaces
+from .images import CorruptImageError, ImageTooLargeError, decode_image
+from .recordio import RecordIODataset, write_recordio
+from .verification import VerificationPairs, load_bin, load_pairs_txt, pairs_from_identities, write_bin
+
+__all__ = [
+    "CorruptImageError",
+    "ImageFolderFaces",
+    "ImageTooLargeError",
+    "RecordIODataset",
+    "VerificationPairs",
+    "decode_image",
+    "load_bin",
+    "load_pairs_txt",
+    "pairs_from_identities",
+    "write_bin",
+    "write_recordio",
+]

@@ -1,0 +1,294 @@
+"""Loading the authors' released checkpoints safely, and saving checkpoints atomically.
+
+The AdaFace checkpoints are PyTorch Lightning files: a dict whose ``state_dict`` maps
+``model.<backbone key>`` to the IResNet weights and ``head.kernel`` / ``head.t`` /
+``head.batch_mean`` / ``head.batch_std`` to the AdaFace head's state (DESIGN.md §3)::
+
+    model = build_backbone("ir_101")
+    report = load_backbone_checkpoint("adaface_ir101_webface12m.ckpt", model)
+    print(report)                      # what matched, what did not
+    head.load_state_dict(report.head_state_dict)
+
+Every file is read with ``torch.load(..., weights_only=True)``: only tensors and plain
+containers are rebuilt, never arbitrary objects, so a malicious file raises
+:class:`UnsafeCheckpointError` instead of running code. A few container classes that
+Lightning or argparse put into the metadata of real checkpoints are mapped to inert local
+stand-ins (never imported), so such files load too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "LoadReport",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "load_backbone_checkpoint",
+    "split_lightning_state_dict",
+    "save_checkpoint",
+]
+
+_BACKBONE_PREFIX = "model."
+_HEAD_PREFIX = "head."
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint needs something a weights-only load refuses to rebuild (code, unknown classes)."""
+
+
+# --------------------------------------------------------------------------- inert stand-ins
+
+
+class _InertDict:
+    """Stand-in for dict subclasses (Lightning's AttributeDict): unpickles as a plain dict."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> dict:  # type: ignore[misc]
+        return {}
+
+
+class _InertNamespace:
+    """Stand-in for ``argparse.Namespace``: keeps the attributes as data, nothing else."""
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.__dict__!r})"
+
+
+# Globals that appear in the metadata (hyper-parameters) of real Lightning checkpoints. They are
+# not imported: the weights-only unpickler gets the stand-ins above under these names.
+_BENIGN_GLOBALS: tuple[tuple[type, str], ...] = (
+    (_InertDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (_InertDict, "lightning_fabric.utilities.data.AttributeDict"),
+    (_InertDict, "lightning.fabric.utilities.data.AttributeDict"),
+    (_InertNamespace, "argparse.Namespace"),
+)
+_BENIGN_NAMES = {name for _, name in _BENIGN_GLOBALS}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+    """Load any ``.ckpt/.pt/.pth`` file weights-only (tensors and plain containers only).
+
+    Raises ``FileNotFoundError`` for a missing file, :class:`UnsafeCheckpointError` when the
+    file asks for code or classes a weights-only load refuses (e.g. a pickle that would call a
+    function), and ``ValueError`` for a corrupt or non-PyTorch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return _weights_only_load(path, map_location)
+    except pickle.UnpicklingError as first:
+        needed = set(re.findall(r"GLOBAL ([\w.]+)", str(first)))
+        if not needed or not needed <= _BENIGN_NAMES:
+            raise _refusal(path, first) from None
+    # Retry with inert stand-ins for the known metadata containers (still weights-only).
+    try:
+        with torch.serialization.safe_globals(list(_BENIGN_GLOBALS)):
+            return _weights_only_load(path, map_location)
+    except pickle.UnpicklingError as second:
+        raise _refusal(path, second) from None
+
+
+def _weights_only_load(path: Path, map_location: str | torch.device) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise
+    except Exception as e:  # corrupt zip, truncated file, not a torch file at all
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+
+
+_BOILERPLATE = ("Weights only load failed", "(1)", "(2)", "Re-running", "Please file", "Check the documentation")
+
+
+_UNSAFE_MARKERS = ("GLOBAL", "reduce", "Can only", "allowlist", "blocked")
+
+
+def _refusal(path: Path, err: Exception) -> ValueError:
+    """UnsafeCheckpointError when the file asks for code or classes; ValueError for other junk."""
+    lines = [ln.replace("WeightsUnpickler error:", "").strip() for ln in str(err).splitlines()]
+    reasons = [ln for ln in lines if ln and not ln.startswith(_BOILERPLATE)]
+    reason = reasons[0] if reasons else "unsupported content"
+    if not any(m in reason for m in _UNSAFE_MARKERS):
+        return ValueError(f"{path} is not a readable PyTorch checkpoint (weights-only unpickler: {reason})")
+    return UnsafeCheckpointError(
+        f"refused to load {path}: it holds something a weights-only load does not rebuild "
+        f"({reason}). Checkpoints are never unpickled with arbitrary code; if you trust the file's "
+        f"source, re-save its tensors as a plain state dict."
+    )
+
+
+def split_lightning_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Split a Lightning ``state_dict`` into (backbone, head) dicts with the prefixes removed.
+
+    ``model.<key>`` goes to the backbone dict as ``<key>``; ``head.<key>`` to the head dict as
+    ``<key>`` (e.g. ``kernel``, ``t``, ``batch_mean``, ``batch_std``). Keys with neither prefix
+    are left out (``load_backbone_checkpoint`` reports them as ignored).
+    """
+    backbone = {k[len(_BACKBONE_PREFIX):]: v for k, v in state_dict.items() if k.startswith(_BACKBONE_PREFIX)}
+    head = {k[len(_HEAD_PREFIX):]: v for k, v in state_dict.items() if k.startswith(_HEAD_PREFIX)}
+    return backbone, head
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_backbone_checkpoint` found and loaded.
+
+    ``shape_mismatches`` holds ``(key, shape in file, shape in model)``; ``ignored_keys`` are
+    keys of the file that are neither backbone nor head; ``head_state_dict`` is the head's state
+    (prefix removed) ready for ``head.load_state_dict``; ``meta`` holds scalar metadata of a
+    Lightning file (epoch, global_step, versions).
+    """
+
+    path: str
+    format: str
+    loaded_keys: list[str] = field(default_factory=list)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    shape_mismatches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    ignored_keys: list[str] = field(default_factory=list)
+    head_state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every backbone key matched in name and shape."""
+        return not (self.missing_keys or self.unexpected_keys or self.shape_mismatches)
+
+    def problems(self) -> str:
+        """A readable list of what did not match (empty string when ``ok``)."""
+        lines = []
+        for title, keys in (("missing from file", self.missing_keys), ("unexpected in file", self.unexpected_keys)):
+            if keys:
+                lines.append(f"{len(keys)} {title}: {_short(keys)}")
+        if self.shape_mismatches:
+            shown = ", ".join(f"{k} file{tuple(a)} vs model{tuple(b)}" for k, a, b in self.shape_mismatches[:8])
+            more = f" … and {len(self.shape_mismatches) - 8} more" if len(self.shape_mismatches) > 8 else ""
+            lines.append(f"{len(self.shape_mismatches)} shape mismatches: {shown}{more}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        head = f"{self.path} ({self.format}): {len(self.loaded_keys)} backbone tensors loaded"
+        if self.head_state_dict:
+            head += f", head state {sorted(self.head_state_dict)}"
+        if self.ignored_keys:
+            head += f", {len(self.ignored_keys)} other keys ignored"
+        return head + ("" if self.ok else "\n" + self.problems())
+
+
+def _short(keys: list[str], n: int = 8) -> str:
+    return ", ".join(keys[:n]) + (f" … and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def load_backbone_checkpoint(
+    path: str | os.PathLike[str],
+    backbone: nn.Module,
+    strict: bool = True,
+) -> LoadReport:
+    """Load backbone weights from an authors' Lightning ``.ckpt`` or a plain state-dict file.
+
+    Accepted layouts: ``{"state_dict": {"model.<key>": ..., "head.<key>": ...}, ...}`` (Lightning);
+    a plain ``{<key>: tensor}`` state dict, with or without a ``model.`` (or DataParallel
+    ``module.``) prefix. Loading is weights-only (see :func:`load_checkpoint`).
+
+    With ``strict=True`` any missing, unexpected or shape-mismatched key raises ``ValueError``
+    naming them and nothing is loaded. With ``strict=False`` the matching tensors are loaded
+    and the rest is reported. Returns a :class:`LoadReport`.
+    """
+    obj = load_checkpoint(path)
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        fmt = "lightning"
+        raw = obj["state_dict"]
+        meta = {k: v for k, v in obj.items() if isinstance(v, (str, int, float, bool))}
+    elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        fmt = "state_dict"
+        raw = obj
+    else:
+        raise ValueError(
+            f"{path}: not a checkpoint layout this loader knows (expected a Lightning dict with "
+            f"'state_dict' or a plain state dict of tensors); top-level type {type(obj).__name__}"
+        )
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()):
+        raise ValueError(f"{path}: the state dict must map str keys to tensors")
+
+    keys = list(raw)
+    if any(k.startswith(_BACKBONE_PREFIX) for k in keys):
+        backbone_sd, head_sd = split_lightning_state_dict(raw)
+        ignored = [k for k in keys if not k.startswith((_BACKBONE_PREFIX, _HEAD_PREFIX))]
+    elif keys and all(k.startswith("module.") for k in keys):
+        backbone_sd, head_sd, ignored = {k[len("module."):]: v for k, v in raw.items()}, {}, []
+    else:
+        backbone_sd, head_sd, ignored = dict(raw), {}, []
+        if fmt == "lightning":
+            head_sd = {k[len(_HEAD_PREFIX):]: v for k, v in raw.items() if k.startswith(_HEAD_PREFIX)}
+            backbone_sd = {k: v for k, v in raw.items() if not k.startswith(_HEAD_PREFIX)}
+
+    target = backbone.state_dict()
+    report = LoadReport(
+        path=str(path),
+        format=fmt,
+        missing_keys=[k for k in target if k not in backbone_sd],
+        unexpected_keys=[k for k in backbone_sd if k not in target],
+        shape_mismatches=[
+            (k, tuple(v.shape), tuple(target[k].shape))
+            for k, v in backbone_sd.items()
+            if k in target and tuple(v.shape) != tuple(target[k].shape)
+        ],
+        ignored_keys=ignored,
+        head_state_dict=head_sd,
+        meta=meta,
+    )
+    if strict and not report.ok:
+        raise ValueError(f"checkpoint {path} does not match the backbone:\n{report.problems()}")
+    bad = {k for k, _, _ in report.shape_mismatches}
+    loadable = {k: v for k, v in backbone_sd.items() if k in target and k not in bad}
+    backbone.load_state_dict(loadable, strict=False)
+    report.loaded_keys = list(loadable)
+    return report
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Save ``obj`` with ``torch.save`` atomically: a temp file in the same folder, then ``os.replace``.
+
+    A reader never sees a half-written file, even if the process is killed mid-save. Parent
+    folders are created. Returns the final path. Keep ``obj`` to tensors and plain containers
+    so that :func:`load_checkpoint` can read it back weights-only.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path

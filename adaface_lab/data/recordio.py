@@ -1,0 +1,414 @@
+"""InsightFace ``train.rec`` / ``train.idx`` (MXNet RecordIO) read and written without mxnet.
+
+The format, as written by dmlc-core's ``RecordIOWriter`` and mxnet's ``recordio.pack``:
+
+* **framing** (``.rec``): each record is ``uint32 magic 0xced7230a``, ``uint32 lrec``, the
+  payload, then zero padding to a multiple of 4 bytes. ``lrec`` holds the payload length in
+  its low 29 bits and a continuation flag ``cflag`` in its top 3 bits: 0 = whole record;
+  1/2/3 = first/middle/last part. The writer splits a payload wherever the magic word occurs
+  at a 4-byte-aligned offset inside it, dropping those 4 bytes; the reader re-inserts the magic
+  between parts. All integers little-endian.
+* **index** (``.idx``): text lines ``"<key>\\t<byte offset of the record>"``.
+* **IRHeader** at the start of each payload: ``struct "<IfQQ"`` = (flag uint32, label
+  float32, id uint64, id2 uint64), 24 bytes. When ``flag > 0`` the label is not the float
+  field but ``flag`` float32 values following the header. The image bytes (JPEG) follow.
+* **InsightFace layout**: record 0 is a header whose label is ``(a, b)``: image records are keys
+  ``1 .. a-1``; identity records are keys ``a .. b-1``, each with label ``(start, end)``, the
+  range of image keys of that identity. Image records carry the class label (float) in the
+  header. Without such a header every key in the index is an image record.
+
+::
+
+    ds = RecordIODataset("faces_emore/")        # or ".../train" or ".../train.rec"
+    image, label, sample_id, meta = ds[0]        # sample_id is the record key
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, decode_image
+
+__all__ = [
+    "MAGIC",
+    "IRHeader",
+    "pack_record",
+    "unpack_record",
+    "frame_record",
+    "iter_framed_records",
+    "read_index",
+    "RecordIODataset",
+    "write_recordio",
+]
+
+MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
+_LEN_MASK = (1 << 29) - 1
+_IR_FORMAT = "<IfQQ"
+_IR_SIZE = struct.calcsize(_IR_FORMAT)  # 24
+_FLOAT32_EXACT = 1 << 24  # float32 labels are exact integers below this
+
+
+class IRHeader(NamedTuple):
+    """MXNet image-record header. ``label`` is a float, or a tuple of floats when ``flag > 0``."""
+
+    flag: int
+    label: float | tuple[float, ...]
+    id: int
+    id2: int
+
+
+# --------------------------------------------------------------------------- payload (IRHeader)
+
+
+def pack_record(header: IRHeader, payload: bytes) -> bytes:
+    """IRHeader + payload -> record bytes (mxnet's ``recordio.pack``).
+
+    A scalar label is stored in the header (flag 0); a sequence label is stored after the
+    header as float32 values, with ``flag`` set to their count.
+    """
+    label = header.label
+    if isinstance(label, (int, float, np.integer, np.floating)):
+        head = struct.pack(_IR_FORMAT, 0, float(label), int(header.id), int(header.id2))
+        return head + bytes(payload)
+    values = np.asarray(label, dtype="<f4").ravel()
+    if values.size == 0:
+        raise ValueError("a sequence label must not be empty")
+    head = struct.pack(_IR_FORMAT, values.size, 0.0, int(header.id), int(header.id2))
+    return head + values.tobytes() + bytes(payload)
+
+
+def unpack_record(record: bytes) -> tuple[IRHeader, bytes]:
+    """Record bytes -> (IRHeader, payload) (mxnet's ``recordio.unpack``)."""
+    if len(record) < _IR_SIZE:
+        raise ValueError(f"record of {len(record)} bytes is shorter than the {_IR_SIZE}-byte IRHeader")
+    flag, label, id_, id2 = struct.unpack_from(_IR_FORMAT, record, 0)
+    body = record[_IR_SIZE:]
+    if flag > 0:
+        if len(body) < 4 * flag:
+            raise ValueError(f"record says {flag} float labels but holds only {len(body)} bytes after the header")
+        values = np.frombuffer(body, dtype="<f4", count=flag)
+        return IRHeader(flag, tuple(float(v) for v in values), id_, id2), bytes(body[4 * flag:])
+    return IRHeader(flag, float(label), id_, id2), bytes(body)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def frame_record(record: bytes) -> bytes:
+    """Frame one record for a ``.rec`` file exactly as dmlc-core's ``RecordIOWriter`` does."""
+    n = len(record)
+    if n >= 1 << 29:
+        raise ValueError("RecordIO records must be shorter than 2**29 bytes")
+    out = bytearray()
+    start = 0
+    # Split wherever the magic word sits at a 4-byte-aligned offset of the payload.
+    for i in range(0, n - n % 4, 4):
+        if record[i:i + 4] == _MAGIC_BYTES:
+            cflag = 1 if start == 0 else 2
+            out += _MAGIC_BYTES + struct.pack("<I", (cflag << 29) | (i - start)) + record[start:i]
+            start = i + 4
+    cflag = 3 if start != 0 else 0
+    out += _MAGIC_BYTES + struct.pack("<I", (cflag << 29) | (n - start)) + record[start:]
+    out += b"\x00" * (-n % 4)
+    return bytes(out)
+
+
+def _read_framed(buf: bytes | mmap.mmap, offset: int) -> tuple[bytes, int]:
+    """Read the record starting at ``offset``; returns (record bytes, offset of the next one)."""
+    parts: list[bytes] = []
+    pos = offset
+    while True:
+        if pos + 8 > len(buf):
+            raise ValueError(f"truncated RecordIO file: record header at byte {pos} runs past the end")
+        magic, lrec = struct.unpack_from("<II", buf, pos)
+        if magic != MAGIC:
+            raise ValueError(f"bad RecordIO magic 0x{magic:08x} at byte {pos} (expected 0x{MAGIC:08x})")
+        cflag, length = lrec >> 29, lrec & _LEN_MASK
+        start = pos + 8
+        if start + length > len(buf):
+            raise ValueError(f"truncated RecordIO file: record at byte {pos} needs {length} bytes")
+        parts.append(bytes(buf[start:start + length]))
+        pos = start + length + (-length % 4)
+        if cflag in (0, 3):
+            break
+        parts.append(_MAGIC_BYTES)
+    return b"".join(parts), pos
+
+
+def iter_framed_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(byte offset, record bytes)`` for every record of a ``.rec`` file, in order."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            pos = 0
+            while pos < size:
+                record, nxt = _read_framed(buf, pos)
+                yield pos, record
+                pos = nxt
+
+
+def read_index(path: str | os.PathLike[str]) -> dict[int, int]:
+    """Read a ``.idx`` file: ``{key: byte offset}``."""
+    index: dict[int, int] = {}
+    with open(path, encoding="ascii") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split("\t") if "\t" in line else line.split()
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 'key<TAB>offset', got {line!r}")
+            index[int(fields[0])] = int(fields[1])
+    return index
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _resolve(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.is_dir():
+        rec, idx = p / "train.rec", p / "train.idx"
+    elif p.suffix in (".rec", ".idx"):
+        rec, idx = p.with_suffix(".rec"), p.with_suffix(".idx")
+    else:
+        rec, idx = p.parent / (p.name + ".rec"), p.parent / (p.name + ".idx")
+    if not rec.is_file():
+        raise FileNotFoundError(f"RecordIO file not found: {rec}")
+    return rec, idx
+
+
+Sample = tuple[torch.Tensor, int, int, dict[str, str | int | float]]
+
+
+class RecordIODataset(Dataset[Sample]):
+    """InsightFace RecordIO face data set yielding ``(image, label, sample_id, meta)``.
+
+    Args:
+        path: a folder holding ``train.rec``/``train.idx``, a prefix (``.../train``) or the
+            ``.rec`` path. Without a ``.idx`` file the ``.rec`` is scanned once to index it.
+        size: output side (uint8 (3, size, size) RGB); ``None`` keeps the stored size.
+        center_crop: optional centre crop before resizing (see :func:`decode_image`).
+
+    ``sample_id`` is the record key. ``identity_ranges`` maps identity-record order to the
+    (start, end) key range when the file has the InsightFace header. Undecodable images are
+    skipped and counted (``num_skipped``) and the next good record is returned instead.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        size: int | None = 112,
+        center_crop: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.rec_path, self.idx_path = _resolve(path)
+        self.size, self.center_crop, self.max_pixels = size, center_crop, max_pixels
+        self._skips = SkipCounter()
+        self._buf: mmap.mmap | None = None
+        self._file: io.BufferedReader | None = None
+        if self.idx_path.is_file():
+            self.offsets = read_index(self.idx_path)
+        else:
+            self.offsets = {
+                key: off
+                for key, (off, _) in enumerate(
+                    tqdm(iter_framed_records(self.rec_path), desc="indexing .rec", unit="rec", leave=False)
+                )
+            }
+        if not self.offsets:
+            raise ValueError(f"no records in {self.rec_path}")
+
+        self.identity_ranges: list[tuple[int, int]] = []
+        header0 = unpack_record(self._record(self.offsets[0]))[0] if 0 in self.offsets else None
+        if header0 is not None and header0.flag > 0 and isinstance(header0.label, tuple) and len(header0.label) >= 2:
+            end_images, end_ids = int(header0.label[0]), int(header0.label[1])
+            self.keys: list[int] = list(range(1, end_images))
+            for key in range(end_images, end_ids):
+                lab = unpack_record(self._record(self.offsets[key]))[0].label
+                if not isinstance(lab, tuple) or len(lab) < 2:
+                    raise ValueError(f"identity record {key} in {self.rec_path} has no (start, end) label")
+                self.identity_ranges.append((int(lab[0]), int(lab[1])))
+            missing = [k for k in self.keys if k not in self.offsets]
+            if missing:
+                raise ValueError(f"{self.idx_path}: {len(missing)} image keys from the header are missing (e.g. {missing[:5]})")
+        else:
+            self.keys = sorted(self.offsets)
+        self._targets: list[int] | None = None
+
+    # ----------------------------------------------------------------- low level
+
+    def _record(self, offset: int) -> bytes:
+        if self._buf is None:
+            self._file = open(self.rec_path, "rb")
+            self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        return _read_framed(self._buf, offset)[0]
+
+    def __getstate__(self) -> dict:
+        # mmaps do not pickle; each DataLoader worker reopens the file lazily.
+        state = self.__dict__.copy()
+        state["_buf"] = state["_file"] = None
+        return state
+
+    def close(self) -> None:
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def read(self, key: int) -> tuple[IRHeader, bytes]:
+        """Header and image bytes of record ``key``."""
+        return unpack_record(self._record(self.offsets[key]))
+
+    @staticmethod
+    def _label(header: IRHeader) -> int:
+        lab = header.label
+        return int(lab[0] if isinstance(lab, tuple) else lab)
+
+    # ----------------------------------------------------------------- dataset API
+
+    @property
+    def targets(self) -> list[int]:
+        """Label per sample (reads every record header once, then cached)."""
+        if self._targets is None:
+            self._targets = [
+                self._label(self.read(k)[0])
+                for k in tqdm(self.keys, desc="reading labels", unit="rec", leave=False, disable=len(self.keys) < 50_000)
+            ]
+        return self._targets
+
+    @property
+    def num_classes(self) -> int:
+        if self.identity_ranges:
+            return len(self.identity_ranges)
+        return max(self.targets) + 1
+
+    @property
+    def skipped(self) -> list[str]:
+        return list(self._skips.skipped)
+
+    @property
+    def num_skipped(self) -> int:
+        return self._skips.num_skipped
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> Sample:
+        n = len(self.keys)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} records")
+        index %= n
+        for step in range(n):
+            i = (index + step) % n
+            key = self.keys[i]
+            name = f"{self.rec_path}#{key}"
+            if name in self._skips.reasons:
+                continue
+            try:
+                header, payload = self.read(key)
+                image = decode_image(payload, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
+            except (CorruptImageError, ValueError) as e:
+                self._skips.record(name, str(e))
+                continue
+            meta: dict[str, str | int | float] = {"record": key, "substituted_for": -1 if i == index else index}
+            return image, self._label(header), key, meta
+        raise RuntimeError(f"every record of {self.rec_path} failed to decode ({self.num_skipped} skipped)")
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _encode_jpeg(image: torch.Tensor | np.ndarray, quality: int) -> bytes:
+    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"image arrays must be uint8 (3, H, W) RGB, got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0))).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def write_recordio(
+    path_prefix: str | os.PathLike[str],
+    samples: Iterable[tuple[bytes | torch.Tensor | np.ndarray, int]],
+    jpeg_quality: int = 95,
+) -> tuple[Path, Path]:
+    """Write ``<prefix>.rec`` and ``<prefix>.idx`` in InsightFace's layout; returns their paths.
+
+    ``samples`` are ``(image, label)`` with the image as encoded bytes (written unchanged) or a
+    uint8 (3, H, W) RGB array (JPEG-encoded). Records are grouped by label (a stable sort, as
+    InsightFace's tools do), so image keys 1..N follow label order; identity records follow,
+    then record 0 holds the ranges. Both files are written atomically.
+    """
+    prefix = Path(path_prefix)
+    if prefix.suffix == ".rec":
+        prefix = prefix.with_suffix("")
+    items: list[tuple[bytes, int]] = []
+    for image, label in samples:
+        if isinstance(label, bool) or int(label) != label or int(label) < 0:
+            raise ValueError(f"labels must be non-negative ints, got {label!r}")
+        data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else _encode_jpeg(image, jpeg_quality)
+        items.append((data, int(label)))
+    if not items:
+        raise ValueError("write_recordio needs at least one sample")
+    items.sort(key=lambda t: t[1])  # stable: keeps the given order within a label
+    labels = sorted({lab for _, lab in items})
+    n_images = len(items)
+    end_images = n_images + 1
+    end_ids = end_images + len(labels)
+    if end_ids >= _FLOAT32_EXACT or labels[-1] >= _FLOAT32_EXACT:
+        raise ValueError("too many records for float32 labels (InsightFace's format limit is 2**24)")
+
+    ranges: dict[int, list[int]] = {}
+    for key, (_, lab) in enumerate(items, start=1):
+        ranges.setdefault(lab, [key, key])[1] = key + 1
+    records: list[bytes] = [pack_record(IRHeader(2, (float(end_images), float(end_ids)), 0, 0), b"")]
+    records += [pack_record(IRHeader(0, float(lab), key, 0), data) for key, (data, lab) in enumerate(items, start=1)]
+    records += [
+        pack_record(IRHeader(2, (float(ranges[lab][0]), float(ranges[lab][1])), end_images + j, 0), b"")
+        for j, lab in enumerate(labels)
+    ]
+
+    rec_path, idx_path = prefix.parent / (prefix.name + ".rec"), prefix.parent / (prefix.name + ".idx")
+    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    rec_tmp = _atomic_tmp(rec_path)
+    idx_tmp = _atomic_tmp(idx_path)
+    try:
+        with open(rec_tmp, "wb") as f:
+            for key, record in enumerate(records):
+                lines.append(f"{key}\t{f.tell()}\n")
+                f.write(frame_record(record))
+        with open(idx_tmp, "w", encoding="ascii") as f:
+            f.writelines(lines)
+        os.replace(rec_tmp, rec_path)
+        os.replace(idx_tmp, idx_path)
+    finally:
+        for tmp in (rec_tmp, idx_tmp):
+            if tmp.exists():
+                tmp.unlink()
+    return rec_path, idx_path
+
+
+def _atomic_tmp(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
