@@ -4,6 +4,7 @@ Each builder takes library results and returns a ``go.Figure``; the maths lives 
 :mod:`adaface_lab.margins` and :mod:`adaface_lab.gst`, never here.
 """
 
+from .inspector import brisque_sweep_figure
 from .margins import (
     G_CAP_IN_S,
     METHOD_COLORS,
@@ -39,6 +40,7 @@ __all__ = [
     "METHOD_LABELS",
     "MethodSpec",
     "adaface_terms_figure",
+    "brisque_sweep_figure",
     "feature_plane_figure",
     "feature_plane_grid",
     "gst_curves_figure",

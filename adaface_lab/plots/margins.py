@@ -149,13 +149,17 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any], template: str = 
 
 
 def _vline(x: float, text: str, *, color: str = "#555", dash: str = "dot", width: float = 1.0,
-           position: str = "top", xref: str = "x") -> tuple[dict[str, Any], dict[str, Any]]:
-    """A vertical line across the plot and its label (shape, annotation)."""
+           position: str = "top", xref: str = "x",
+           xanchor: str = "left") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A vertical line across the plot and its label (shape, annotation).
+
+    ``xanchor="right"`` puts the label on the line's left, for lines near the right edge.
+    """
     shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref=xref, yref="paper",
                  line=dict(color=color, dash=dash, width=width))
     # "top": the label above the plot area; "bottom": inside it, just above the x axis
     ann = dict(x=x, y=1.0 if position == "top" else 0.0, xref=xref, yref="paper", text=text,
-               showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=12, color=color))
+               showarrow=False, xanchor=xanchor, yanchor="bottom", font=dict(size=12, color=color))
     return shape, ann
 
 
@@ -462,7 +466,8 @@ def adaface_terms_figure(h: float, m: float, mean: float, std: float, norm: floa
                          name="current ‖z‖", showlegend=False, hovertemplate="%{y:.3f}",
                          marker=dict(size=11, color=["#333", red, blue],
                                      line=dict(color="white", width=1.5))))
-        shape, ann = _vline(norm, f"‖z‖ = {norm:g} → ẑ = {z_now:.2f}", width=1.5)
+        shape, ann = _vline(norm, f"‖z‖ = {norm:g} → ẑ = {z_now:.2f}", width=1.5,
+                            xanchor="right" if norm > 0.6 * norm_max else "left")
     else:
         shape = dict(type="line", x0=0, x1=1, xref="paper", y0=z_hat, y1=z_hat, yref="y",
                      line=dict(color="#333", dash="dot", width=1.5))

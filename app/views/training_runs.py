@@ -1,0 +1,203 @@
+"""Page 3 — Training runs: what a run recorded, epoch by epoch (the paper's Fig. 4 and 5, the EMA, ẑ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import _runs
+from _methods import CHART_CONFIG
+from adaface_lab.analysis import (
+    available_qualities,
+    correlation_by_epoch,
+    ema_over_steps,
+    sign_check,
+    trajectories,
+    z_hat_distribution,
+)
+from adaface_lab.plots import (
+    correlation_figure,
+    norm_ema_figure,
+    quality_scatter_figure,
+    training_curves_figure,
+    trajectory_figure,
+    z_hat_figure,
+)
+
+PAGE = "runs"
+FOLDER = f"{PAGE}:folder"
+QUALITY_LABELS = {"quality": "1 − BRISQUE/100", "severity_quality": "1 − severity (ground truth)"}
+DEMO_EPOCHS = 3
+
+
+def _show(path: Path) -> str:
+    """A path as the user would type it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(_runs.ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _chart(fig: go.Figure, key: str) -> None:
+    st.plotly_chart(fig, width="stretch", config=CHART_CONFIG, key=key)
+
+
+st.title("Training runs")
+
+# ------------------------------------------------------------------ which run
+if f"{PAGE}:next_folder" in st.session_state:  # set by the demo when it finished (before the widget exists)
+    st.session_state[FOLDER] = st.session_state.pop(f"{PAGE}:next_folder")
+if FOLDER not in st.session_state:
+    st.session_state[FOLDER] = st.query_params.get("run", _show(_runs.runs_root()))
+side = st.sidebar
+folder_text = side.text_input(
+    "Run folder, or a folder of runs", key=FOLDER,
+    help="A folder written by `adaface-lab train --out …` (it holds records.parquet), or a folder of "
+         "such folders. Relative paths start at the repository.")
+folder = _runs.resolve(folder_text)
+if folder_text.strip() and _runs.resolve(folder_text) != _runs.resolve(_show(_runs.runs_root())):
+    st.query_params["run"] = folder_text.strip()
+elif "run" in st.query_params:
+    del st.query_params["run"]
+
+# ------------------------------------------------------------------ the demo training, while it runs
+FAILED = f"{PAGE}:demo_failed"
+
+
+def _ended(status: _runs.DemoStatus) -> None:
+    """The demo has ended: keep a failure for the next run, point the page at the run, rerun the app."""
+    if status.returncode not in (0, None):
+        st.session_state[FAILED] = (status.returncode, status.log_tail)
+    st.session_state[f"{PAGE}:next_folder"] = _show(_runs.demo_dir())
+
+
+@st.fragment(run_every=1.0)
+def _demo_progress() -> None:
+    """Redrawn every second (only this fragment, not the page) until the demo ends."""
+    status = _runs.demo_status()
+    if status is None or not status.running:
+        if status is not None:
+            _ended(status)
+        st.rerun(scope="app")
+    st.progress(status.fraction, text=f"Demo training: {status.text}")
+
+
+demo = _runs.demo_status()
+if demo is not None and demo.running:
+    st.info(f"The demo training is running in `{_show(_runs.demo_dir())}`; the page shows the run when it ends.")
+    if st.button("Stop the demo training", key=f"{PAGE}:stop",
+                 help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
+        _runs.stop_demo()
+    _demo_progress()
+    st.stop()
+if demo is not None:  # it ended between two runs of the page
+    _ended(demo)
+    st.rerun()
+if FAILED in st.session_state:
+    code, tail = st.session_state.pop(FAILED)
+    st.error(f"The demo training ended with exit code {code}"
+             + (" (stopped)." if code in (130, -2) else ". The end of its log:"))
+    st.code(tail[-2000:] or "(empty log)")
+
+runs = _runs.find_runs(folder)
+if not runs:
+    if not folder_text.strip():
+        st.warning("Type a run folder in the sidebar.")
+    elif not folder.exists():
+        st.error(f"No such folder: `{folder}`. Type a run folder (or a folder of runs) in the sidebar.")
+    elif not folder.is_dir():
+        st.error(f"`{folder}` is a file; a run is a folder holding records.parquet, steps.parquet, "
+                 "epochs.csv and config.json.")
+    else:
+        st.info(f"No training run in `{folder}`: a run folder holds records.parquet (written at the end of "
+                "each epoch by `adaface-lab train --out …`).")
+    st.subheader("Run the built-in demo training")
+    st.markdown(
+        "SyntheticFaces (300 rendered identities × 16 images, each with a known severity), the small "
+        "`ir_tiny` IResNet and the AdaFace head, with the default recipe of `adaface-lab train` and fewer "
+        f"epochs. It writes `{_show(_runs.demo_dir())}`. Each epoch renders, trains on and scores 4,800 images: "
+        "expect minutes per epoch on a CPU (a progress bar shows the steps; the run keeps going if you leave "
+        "the page).")
+    epochs = st.number_input("epochs", min_value=1, max_value=8, value=DEMO_EPOCHS, key=f"{PAGE}:demo_epochs")
+    if st.button("Run the demo training", key=f"{PAGE}:demo", type="primary"):
+        _runs.start_demo(int(epochs))
+        st.rerun()
+    st.stop()
+
+if len(runs) > 1:
+    names = {str(p): p.name for p in runs}
+    chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:run",
+                            help="Newest first.")
+    run_dir = next(p for p in runs if str(p) == chosen)
+else:
+    run_dir = runs[0]
+
+try:
+    run = _runs.load(str(run_dir), _runs.mtime(run_dir))
+except (FileNotFoundError, ValueError) as e:
+    st.error(f"Cannot read the run `{_show(run_dir)}`: {e}")
+    st.stop()
+
+records = run.records
+epochs_seen = run.recorded_epochs
+cfg = run.config
+planned = cfg.get("epochs")
+st.markdown(
+    f"**{run.name}** (`{_show(run_dir)}`): {cfg.get('head', '?')} head on {cfg.get('backbone', '?')}, data "
+    f"{cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
+    + (f" of {planned}" if planned else "")
+    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
+
+# ------------------------------------------------------------------ loss and accuracy
+ema = ema_over_steps(run.steps)
+_chart(training_curves_figure(run.epochs, ema), "curves_chart")
+
+# ------------------------------------------------------------------ norm versus quality
+st.subheader("Feature norm versus image quality")
+qualities = available_qualities(records)
+if not qualities:
+    st.warning("These records hold no quality (neither BRISQUE nor a severity): nothing to correlate with.")
+else:
+    c1, c2 = st.columns(2)
+    quality = c1.radio("quality", qualities, format_func=QUALITY_LABELS.get, horizontal=True,
+                       key=f"{PAGE}:quality",
+                       help="1 − BRISQUE/100 is the paper's proxy; 1 − severity is SyntheticFaces' truth.")
+    method = c2.radio("correlation", ["pearson", "spearman"], format_func=str.capitalize, horizontal=True,
+                      key=f"{PAGE}:method")
+    corr = correlation_by_epoch(records, quality=quality, method=method)
+    check = sign_check(corr)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        _chart(correlation_figure(corr), "corr_chart")
+    with right:
+        st.markdown("**Does the norm track quality, as in the paper?**")
+        {"matches": st.success, "reversed": st.warning}.get(check.verdict, st.info)(str(check))
+
+    if len(epochs_seen) > 1:
+        if st.session_state.get(f"{PAGE}:epoch") not in epochs_seen:
+            st.session_state[f"{PAGE}:epoch"] = epochs_seen[-1]
+        epoch = st.select_slider("scatter at epoch", epochs_seen, key=f"{PAGE}:epoch")
+    else:
+        epoch = epochs_seen[0]
+        st.caption(f"One epoch recorded: {epoch}.")
+    try:
+        _chart(quality_scatter_figure(records, epoch=epoch, quality=quality), "scatter_chart")
+    except ValueError as e:
+        st.warning(f"No scatter at epoch {epoch}: {e}")
+
+# ------------------------------------------------------------------ trajectories
+st.subheader("Trajectories of (‖z‖, P_y)")
+t1, t2 = st.columns([3, 1])
+n_traj = t1.slider("samples", 8, 256, 64, step=8, key=f"{PAGE}:traj_n")
+seed = t2.number_input("draw seed", 0, 10_000, 0, key=f"{PAGE}:traj_seed")
+_chart(trajectory_figure(trajectories(records, n=int(n_traj), seed=int(seed))), "traj_chart")
+
+# ------------------------------------------------------------------ the head's statistics over time
+st.subheader("AdaFace's batch statistics and ẑ over training")
+left, right = st.columns(2, gap="medium")
+with left:
+    _chart(norm_ema_figure(ema), "ema_chart")
+with right:
+    _chart(z_hat_figure(z_hat_distribution(records)), "zhat_chart")
