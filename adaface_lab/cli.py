@@ -1,0 +1,235 @@
+"""The ``adaface-lab`` command: one sub-command per job.
+
+::
+
+    adaface-lab train --out runs/demo                         # SyntheticFaces, ir_tiny, AdaFace (CPU demo)
+    adaface-lab train --data ../shared/data/lfw_min20 --center-crop 112 --out runs/lfw
+    adaface-lab train --out runs/demo --resume                # continue from runs/demo/checkpoint.pt
+    torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
+    adaface-lab quality PATH...                               # BRISQUE scores to a CSV
+
+Other modules add their sub-commands through a hook: a module listed in ``SUBCOMMAND_HOOKS`` that
+defines ``add_<name>_subparser(subparsers)`` (registering a parser whose ``func(args)`` returns an exit
+code) is wired in when it imports; a missing module or function is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With the default spinning, a
+# small model on 2 threads ran ~10x slower whenever other processes shared the cores (bench/bench_train.py
+# conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS"]
+
+#: (module, function) pairs that register further sub-commands; each is optional.
+SUBCOMMAND_HOOKS: tuple[tuple[str, str], ...] = (
+    ("adaface_lab.quality", "add_quality_subparser"),
+    ("adaface_lab.evaluate", "add_eval_subparser"),
+    ("adaface_lab.reports", "add_reports_subparser"),
+)
+
+# Help for the train options, by TrainConfig field (the option is --field-name).
+_TRAIN_HELP: dict[str, str] = {
+    "data": "'synthetic' (built-in SyntheticFaces) or a folder root/<identity>/*.jpg",
+    "num_identities": "SyntheticFaces: identities to train on",
+    "images_per_identity": "SyntheticFaces: images per identity",
+    "severity": "SyntheticFaces severity distribution: mixed or uniform",
+    "center_crop": "folders: centre square (pixels) cut before resizing, e.g. 112 for LFW; 'none' to skip",
+    "holdout_identities": "identities kept out of training for verification pairs (0: none)",
+    "eval_pairs": "verification pairs drawn from the held-out identities",
+    "backbone": "backbone name (adaface_lab.backbones)",
+    "backbone_params": "backbone option KEY=VALUE, repeatable, e.g. input_size=64; without any, ir_tiny gets "
+    "input_size=32 (the CPU demo) and other backbones their own defaults",
+    "head": "head name (adaface_lab.heads)",
+    "head_params": "head option KEY=VALUE, repeatable (e.g. m=0.4 h=0.333 s=64)",
+    "channel_order": "channel order the model is fed: rgb or bgr",
+    "epochs": "epochs",
+    "batch_size": "batch size per process",
+    "lr": "learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay (not on BatchNorm)",
+    "lr_milestones": "LR drops as fractions of the run, comma-separated",
+    "lr_gamma": "LR factor at each milestone",
+    "crop_prob": "probability of the crop augmentation",
+    "lowres_prob": "probability of the low-resolution augmentation",
+    "photometric_prob": "probability of the photometric augmentation",
+    "probe": "probe samples recorded every epoch: a number or 'all'",
+    "brisque": "score each probe's augmented image with BRISQUE",
+    "eval_each_epoch": "verify on held-out identities after every epoch",
+    "seed": "seed of every random stream",
+    "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+    "amp": "bf16 autocast on CUDA",
+    "channels_last": "channels-last memory format (none: on CUDA only)",
+    "compile": "torch.compile the model",
+    "num_workers": "loader worker processes",
+    "threads": "CPU threads for torch (default: one per core; on a busy shared machine 1 can be much faster)",
+    "preload": "hold the decoded training set in memory (none: when it fits in 4 GiB)",
+    "out": "run folder",
+    "resume": "continue the run in --out from its checkpoint",
+    "stop_after": "end this session after this epoch (checkpointed; --resume continues)",
+    "progress": "progress bars and epoch summaries",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``adaface-lab`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with ``train`` and every sub-command whose hook imports."""
+    parser = argparse.ArgumentParser(
+        prog="adaface-lab", description="A lab for quality-adaptive margin losses (AdaFace and its relatives)."
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    add_train_subparser(subparsers)
+    for module_name, function_name in SUBCOMMAND_HOOKS:
+        try:
+            hook = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError):
+            continue  # not (yet) provided by that module
+        hook(subparsers)
+    return parser
+
+
+# --------------------------------------------------------------------------- train
+
+
+def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``train``: one option per :class:`~adaface_lab.train.TrainConfig` field."""
+    from .train import TrainConfig
+
+    p = subparsers.add_parser(
+        "train", help="train a backbone and record norm, P_y, margin and quality per probe sample and epoch",
+        description="Train with a margin head and write records.parquet, steps.parquet, epochs.csv, "
+        "config.json and checkpoint.pt under --out. Options not given keep their defaults (or, with "
+        "--resume, the run's saved values).",
+    )  # fmt: skip
+    defaults = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        kind = _parse_kind(hints[f.name])
+        shown = "" if f.name == "backbone_params" else f" (default: {_show(default)})"
+        common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                  "help": f"{_TRAIN_HELP.get(f.name, f.name)}{shown}"}  # fmt: skip
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        elif kind == "pairs":
+            p.add_argument(flag.removesuffix("s"), action="append", metavar="KEY=VALUE", type=_key_value, **common)
+        else:
+            p.add_argument(flag, type=kind, metavar=_METAVARS.get(kind, "VALUE"), **common)
+    p.set_defaults(func=_run_train)
+    return p
+
+
+def _parse_kind(hint: Any) -> Any:
+    """The argparse converter for a TrainConfig field type."""
+    args = set(typing.get_args(hint)) - {type(None)}
+    origin = typing.get_origin(hint)
+    if hint is bool or args == {bool}:
+        return bool
+    if origin is dict or any(typing.get_origin(a) is dict for a in args):
+        return "pairs"
+    if origin is tuple:
+        return _float_list
+    if args == {int, str}:
+        return _int_or_all
+    if args == {int}:
+        return _int_or_none
+    return hint
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(f"{v:.4g}" for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _int_or_all(text: str) -> int | str:
+    return "all" if text == "all" else int(text)
+
+
+def _int_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+_METAVARS: dict[Any, str] = {int: "N", float: "X", str: "TEXT", _int_or_all: "N|all", _int_or_none: "N|none",
+                             _float_list: "X,X,..."}
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON where it can be (numbers, true/false, lists), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    given = {k: v for k, v in vars(args).items() if k != "func"}
+    for name in ("head_params", "backbone_params"):
+        if name in given:
+            given[name] = dict(given[name])
+    overrides: dict[str, Any] = {}
+    if given.get("resume"):
+        saved = Path(given.get("out", TrainConfig().out)) / "config.json"
+        if not saved.is_file():
+            print(f"error: nothing to resume: {saved} does not exist", file=sys.stderr)
+            return 2
+        # the run's settings; runtime options (device, threads, stop_after, ...) come from this command line
+        names = {f.name for f in dataclasses.fields(TrainConfig)} - TrainConfig.RUNTIME_FIELDS
+        overrides = {k: v for k, v in json.loads(saved.read_text()).items() if k in names}
+    overrides.update(given)
+    try:
+        config = TrainConfig.from_overrides(overrides)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        print("interrupted; the last completed step is checkpointed: add --resume to continue", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:  # bad data folder, resume mismatch, ...
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if result.summary:
+        print(f"run folder: {result.run_dir} (records.parquet, steps.parquet, epochs.csv, config.json, checkpoint.pt)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
