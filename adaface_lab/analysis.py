@@ -193,8 +193,12 @@ def _group_pearson(keys: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     syy = np.bincount(inv, dy * dy, len(uniq))
     with np.errstate(invalid="ignore", divide="ignore"):
         r = sxy / np.sqrt(sxx * syy)
-    scale = np.maximum(np.abs(mx), np.abs(my)) + 1.0
-    degenerate = (n < 2) | (sxx <= (1e-12 * scale) ** 2 * n) | (syy <= (1e-12 * scale) ** 2 * n)
+    # a variance is "zero" when it is below rounding error relative to that variable's own size, so
+    # a column of tiny but varying values (P_y ≈ 1e-15 early in a run with s = 64) still correlates
+    size_x, size_y = np.zeros(len(uniq)), np.zeros(len(uniq))
+    np.maximum.at(size_x, inv, np.abs(x))
+    np.maximum.at(size_y, inv, np.abs(y))
+    degenerate = (n < 2) | (sxx <= (1e-12 * size_x) ** 2 * n) | (syy <= (1e-12 * size_y) ** 2 * n)
     r = np.where(degenerate, np.nan, np.clip(r, -1.0, 1.0))
     return uniq, r, n.astype(np.int64)
 

@@ -247,3 +247,16 @@ def test_load_run_reads_a_dataset_folder_and_errors_clearly(tmp_path) -> None:
         load_run(bare)
     (run_dir / "steps.parquet").unlink()  # optional files absent -> empty frames
     assert len(load_run(run_dir).steps) == 0
+
+
+def test_tiny_but_varying_probabilities_still_correlate():
+    """Early in a run with s = 64 the margined P_y is ~1e-15 yet varies; r must not be NaN."""
+    rng = np.random.default_rng(0)
+    q = rng.uniform(0, 1, 300)
+    p_y = 1e-15 * (1 + q + rng.normal(0, 0.3, 300))
+    frame = pd.DataFrame({"sample_id": np.arange(300), "epoch": 1, "norm": q + rng.normal(0, 1, 300),
+                          "p_y": p_y, "quality": q})
+    out = correlation_by_epoch(frame)
+    assert out["r_p_y"].iloc[0] == pytest.approx(stats.pearsonr(p_y, q)[0], rel=1e-6)
+    constant = frame.assign(p_y=1e-15)
+    assert np.isnan(correlation_by_epoch(constant)["r_p_y"].iloc[0])
