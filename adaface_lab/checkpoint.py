@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ._atomic import atomic_path
 
 __all__ = [
     "LoadReport",
@@ -277,18 +278,6 @@ def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> Path:
     so that :func:`load_checkpoint` can read it back weights-only.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path

@@ -41,6 +41,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from ._atomic import write_text_atomic
+
 __all__ = [
     "notebook_setup",
     "show",
@@ -195,18 +197,7 @@ def _readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        _readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_write_text_atomic = write_text_atomic
 
 
 def render_notebooks(

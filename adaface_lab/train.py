@@ -51,7 +51,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -70,6 +69,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from ._atomic import atomic_path
 
 from .backbones import DEFAULT_TEACHING_BACKBONE, build_backbone, list_backbones, preprocess
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -853,15 +854,8 @@ def _evaluate(backbone: nn.Module, eval_pairs: tuple[Any, ...], channel_order: s
 
 def _write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:
     """Call ``write(tmp_path)`` then move the temp file onto ``path`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=suffix) as tmp:
+        write(str(tmp))
 
 
 def _write_json(path: Path, obj: Any) -> None:

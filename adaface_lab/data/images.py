@@ -197,6 +197,21 @@ def decode_image(
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (3, H, W)
 
 
+def encode_jpeg(image: bytes | torch.Tensor | np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of a uint8 (3, H, W) RGB image; already-encoded bytes pass through unchanged.
+
+    Used by the writers of the real formats (RecordIO, InsightFace ``.bin``).
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"images must be encoded bytes or uint8 (3, H, W) RGB, got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0))).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def _jpeg_draft(img: Image.Image, size: int, center_crop: int | None) -> None:
     """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still leaves enough pixels.
 

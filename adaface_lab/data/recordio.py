@@ -36,11 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, decode_image
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, decode_image, encode_jpeg
 
 __all__ = [
     "MAGIC",
@@ -337,15 +336,6 @@ class RecordIODataset(Dataset[Sample]):
 # --------------------------------------------------------------------------- writer
 
 
-def _encode_jpeg(image: torch.Tensor | np.ndarray, quality: int) -> bytes:
-    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[0] != 3:
-        raise ValueError(f"image arrays must be uint8 (3, H, W) RGB, got {arr.dtype} {arr.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0))).save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
 def write_recordio(
     path_prefix: str | os.PathLike[str],
     samples: Iterable[tuple[bytes | torch.Tensor | np.ndarray, int]],
@@ -365,7 +355,7 @@ def write_recordio(
     for image, label in samples:
         if isinstance(label, bool) or int(label) != label or int(label) < 0:
             raise ValueError(f"labels must be non-negative ints, got {label!r}")
-        data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else _encode_jpeg(image, jpeg_quality)
+        data = encode_jpeg(image, jpeg_quality)
         items.append((data, int(label)))
     if not items:
         raise ValueError("write_recordio needs at least one sample")

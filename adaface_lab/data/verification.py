@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .images import CorruptImageError, decode_image
+from .images import CorruptImageError, decode_image, encode_jpeg
+from .._atomic import atomic_path
 
 __all__ = [
     "UnsafePickleError",
@@ -244,17 +243,6 @@ def load_bin(path: str | os.PathLike[str], size: int | None = None, n_folds: int
     )
 
 
-def _encode(image: bytes | torch.Tensor | np.ndarray, quality: int) -> bytes:
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[0] != 3:
-        raise ValueError(f"images must be encoded bytes or uint8 (3, H, W) RGB, got {arr.dtype} {arr.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0))).save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
 def write_bin(
     path: str | os.PathLike[str],
     images: Sequence[bytes | torch.Tensor | np.ndarray],
@@ -268,18 +256,11 @@ def write_bin(
     """
     if len(images) != 2 * len(issame):
         raise ValueError(f"need 2 images per pair: {len(images)} images for {len(issame)} pairs")
-    bins = [_encode(im, jpeg_quality) for im in images]
+    bins = [encode_jpeg(im, jpeg_quality) for im in images]
     flags = [bool(s) for s in issame]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump((bins, flags), f, protocol=4)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump((bins, flags), f, protocol=4)
     return path
 
 

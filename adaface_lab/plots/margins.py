@@ -28,6 +28,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, Union
 import numpy as np
 import plotly.graph_objects as go
 
+from .._atomic import write_bytes_atomic
 from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context
 from ..margins import Margin, adaface_terms, adaface_z_hat, build_margin, magface_margin
 
@@ -488,17 +489,7 @@ def adaface_terms_figure(h: float, m: float, mean: float, std: float, norm: floa
 # ----------------------------------------------------------------------------- static export
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_write_atomic = write_bytes_atomic
 
 
 def _chromium() -> str | None:
