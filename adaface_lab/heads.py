@@ -157,15 +157,23 @@ class MarginHead(nn.Module):
                 f"detach_margin={self.detach_margin}")
 
     # -- forward -----------------------------------------------------------------------------
-    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, d) unit embeddings -> (B, C) cosines with the unit class weights.
+    def scaled_cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit embeddings -> s·cos θ (B, C) with the unit class weights.
 
-        Half-precision products (autocast) come back as float32, so the margin maths never runs
-        in 16 bits.
+        Computed as (e @ W) · (s / ‖W_j‖): scaling the B×C product once costs less than normalising
+        the d×C weights and then scaling (about a quarter less for B = 256, d = 512, C = 20,000,
+        forward and backward). Half-precision products (autocast) come back as float32, so the
+        margin maths never runs in 16 bits.
         """
-        weights = F.normalize(self.kernel, dim=0)
-        cos = torch.mm(embeddings, weights.to(embeddings.dtype))
-        return cos.float() if cos.dtype in (torch.float16, torch.bfloat16) else cos
+        scale = self.margin.s / self.kernel.norm(dim=0).clamp_min(1e-12)  # (C,)
+        product = torch.mm(embeddings, self.kernel.to(embeddings.dtype))
+        if product.dtype in (torch.float16, torch.bfloat16):
+            product = product.float()
+        return product * scale
+
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit embeddings -> (B, C) cosines with the unit class weights."""
+        return self.scaled_cosine(embeddings) / self.margin.s
 
     def forward(self, embeddings: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, d) unit-norm embeddings, (B, 1) norms, (B,) labels -> (B, C) scaled logits."""
@@ -173,19 +181,23 @@ class MarginHead(nn.Module):
             norms, labels = _check_inputs(embeddings, norms, labels, self.embedding_size, self.num_classes)
         else:
             norms, labels = norms.reshape(-1, 1), labels.reshape(-1).long()
-        return self.logits_from_cos(self.cosine(embeddings), norms, labels)
+        return self._apply_margin(self.scaled_cosine(embeddings), norms, labels)
 
     def logits_from_cos(self, cos: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Apply the margin to a (B, C) cosine matrix; the part of forward after the matmul."""
+        """Apply the margin to a (B, C) cosine matrix (for analyses that start from cosines)."""
+        return self._apply_margin(cos * self.margin.s, norms, labels)
+
+    def _apply_margin(self, logits: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, C) s·cos -> logits with the margin: the B target entries are replaced in place."""
         s = self.margin.s
-        rows = torch.arange(cos.shape[0], device=cos.device)
-        norm = norms.reshape(-1).to(cos.dtype)
-        c_y = cos[rows, labels]  # (B,)
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        norm = norms.reshape(-1).to(logits.dtype)
+        c_y = logits[rows, labels] / s  # (B,) target cosines
         context = self._context(norm, c_y)
 
-        logits = cos * s  # (B, C): the non-target logits
         if self.margin.modifies_negatives:
-            negatives = self.margin.negative_logit(cos, c_y[:, None], **context, **self._negative_context())
+            negatives = self.margin.negative_logit(logits / s, c_y[:, None], **context,
+                                                   **self._negative_context())
             logits = logits + (negatives - logits).detach() if self.detach_margin else negatives
         target = self.margin.target_logit(c_y, **context)  # (B,)
         if self.detach_margin:
