@@ -34,13 +34,7 @@ ALL = AugmentConfig(crop_prob=1.0, low_res_prob=1.0, photometric_prob=1.0)
 NONE = AugmentConfig(crop_prob=0.0, low_res_prob=0.0, photometric_prob=0.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one intra-op thread (on a shared 2-core machine, thread hand-offs cost more than the work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _faces(n: int = 12, seed: int = 0) -> torch.Tensor:

@@ -19,13 +19,7 @@ from adaface_lab.data.synthetic import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: one intra-op thread (on a shared 2-core machine, thread hand-offs cost more than the work)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _np(img: torch.Tensor) -> np.ndarray:
