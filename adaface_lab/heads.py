@@ -171,10 +171,6 @@ class MarginHead(nn.Module):
             product = product.float()
         return product * scale
 
-    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, d) unit embeddings -> (B, C) cosines with the unit class weights."""
-        return self.scaled_cosine(embeddings) / self.margin.s
-
     def forward(self, embeddings: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, d) unit-norm embeddings, (B, 1) norms, (B,) labels -> (B, C) scaled logits."""
         if self.validate:
