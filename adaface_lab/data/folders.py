@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, decode_image, probe_image
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, SkipReporting, decode_image, probe_image
 
 __all__ = ["ImageFolderFaces", "IMAGE_EXTENSIONS"]
 
@@ -38,7 +38,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", "
 Sample = tuple[torch.Tensor, int, int, dict[str, str | int | float]]
 
 
-class ImageFolderFaces(Dataset[Sample]):
+class ImageFolderFaces(SkipReporting, Dataset[Sample]):
     """Identity-folder face data set yielding ``(image, label, sample_id, meta)``.
 
     Args:
@@ -115,15 +115,6 @@ class ImageFolderFaces(Dataset[Sample]):
     @property
     def num_classes(self) -> int:
         return len(self.identities)
-
-    @property
-    def skipped(self) -> list[str]:
-        """Paths left out at index time or skipped at read time (in this process)."""
-        return list(self._skips.skipped)
-
-    @property
-    def num_skipped(self) -> int:
-        return self._skips.num_skipped
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -251,3 +251,18 @@ class SkipCounter:
         self.skipped.append(source)
         self.reasons[source] = reason
         warnings.warn(f"skipping unreadable image {source}: {reason}", RuntimeWarning, stacklevel=3)
+
+
+class SkipReporting:
+    """Mixin for readers that keep a :class:`SkipCounter` in ``self._skips``: what was skipped."""
+
+    _skips: SkipCounter
+
+    @property
+    def skipped(self) -> list[str]:
+        """Paths or records left out at index time or skipped at read time (in this process)."""
+        return list(self._skips.skipped)
+
+    @property
+    def num_skipped(self) -> int:
+        return self._skips.num_skipped

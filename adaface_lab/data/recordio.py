@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, decode_image, encode_jpeg
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, SkipCounter, SkipReporting, decode_image, encode_jpeg
 
 __all__ = [
     "MAGIC",
@@ -196,7 +196,7 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 Sample = tuple[torch.Tensor, int, int, dict[str, str | int | float]]
 
 
-class RecordIODataset(Dataset[Sample]):
+class RecordIODataset(SkipReporting, Dataset[Sample]):
     """InsightFace RecordIO face data set yielding ``(image, label, sample_id, meta)``.
 
     Args:
@@ -299,14 +299,6 @@ class RecordIODataset(Dataset[Sample]):
         if self.identity_ranges:
             return len(self.identity_ranges)
         return max(self.targets) + 1
-
-    @property
-    def skipped(self) -> list[str]:
-        return list(self._skips.skipped)
-
-    @property
-    def num_skipped(self) -> int:
-        return self._skips.num_skipped
 
     def __len__(self) -> int:
         return len(self.keys)
