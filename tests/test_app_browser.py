@@ -92,6 +92,23 @@ def _wait_idle(page, timeout_ms: int = 30_000) -> None:
     )
 
 
+def _step_slider(page, label: str, target: str, key: str = "ArrowRight", max_presses: int = 40) -> None:
+    """Move the slider labelled ``label`` with the keyboard until its value reads ``target``.
+
+    One key press at a time, re-focusing the thumb before each: a Streamlit rerun can redraw the
+    widget mid-sequence and drop a press, so the presses are counted by the value they reach, not
+    assumed. Fails if the value never gets there.
+    """
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text=label).locator('input[type="range"]')
+    for _ in range(max_presses):
+        if thumb.input_value() == target:
+            return
+        thumb.focus()
+        thumb.press(key)
+        page.wait_for_timeout(50)
+    assert thumb.input_value() == target, f"slider {label!r} stuck at {thumb.input_value()}, wanted {target}"
+
+
 def test_margin_explorer_in_chromium(app_url: str) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install_chromium.sh "
@@ -123,11 +140,7 @@ def test_margin_explorer_in_chromium(app_url: str) -> None:
             assert "‖z‖ = 30 →" in page.inner_text("body")
 
             # Move the ‖z‖ slider four steps (0.5 each) with the keyboard.
-            thumb = page.locator('[data-testid="stSlider"]').filter(
-                has_text="feature norm").locator('input[type="range"]')
-            thumb.focus()
-            for _ in range(4):
-                thumb.press("ArrowRight")
+            _step_slider(page, "feature norm", "32")
             page.wait_for_function("() => window.location.search.includes('norm=32')",
                                    timeout=30_000)
             _wait_idle(page)

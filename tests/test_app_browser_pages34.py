@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_app_browser import CHART_SELECTOR, CHROMIUM, CHROMIUM_ARGS, _wait_idle, app_url  # noqa: F401
+from tests.test_app_browser import CHART_SELECTOR, CHROMIUM, CHROMIUM_ARGS, _step_slider, _wait_idle, app_url  # noqa: F401
 from tests.test_app_pages34 import _hand_norms, _save_lightning, _tiny_weights
 
 pytestmark = pytest.mark.slow
@@ -75,10 +75,7 @@ def test_quality_inspector_in_chromium(app_url: str, tmp_path: Path) -> None:  #
             before = page.locator(METRIC).first.inner_text()
 
             # blur σ: ten steps of 0.1 with the keyboard
-            thumb = page.locator('[data-testid="stSlider"]').filter(has_text="blur σ").locator('input[type="range"]')
-            thumb.focus()
-            for _ in range(10):
-                thumb.press("ArrowRight")
+            _step_slider(page, "blur σ", "1")
             page.wait_for_function("() => window.location.search.includes('blur=1')", timeout=30_000)
             _wait_idle(page)
             page.wait_for_function(
