@@ -456,6 +456,10 @@ def _train(cfg: TrainConfig) -> RunResult:
                   None, None, None, device, ddp, master)  # fmt: skip
             if cfg.stop_after is not None and epoch >= cfg.stop_after:
                 break  # a planned pause: the checkpoint above resumes it
+        if ddp:
+            # every rank leaves together: a rank that tears its gloo group down while rank 0 is still
+            # writing the epoch's files can abort at exit ("terminate called without an active exception")
+            dist.barrier()
     finally:
         stop.restore()
         if own_group:
