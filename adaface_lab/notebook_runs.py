@@ -20,8 +20,8 @@ argument, else ``$ADAFACE_LAB_RUNS``, else ``runs/notebooks`` in the source chec
 
 Also here: what a notebook needs of a finished run besides its records — its trained backbone
 (:func:`run_backbone`), the images of its samples (:func:`run_images`), the held-out identities'
-verification pairs with a per-image quality (:func:`heldout_pairs`), and a strip of images with
-captions as a Plotly figure (:func:`image_strip_figure`).
+verification pairs with a per-image quality (:func:`heldout_pairs`). To show those images, see
+:func:`adaface_lab.plots.image_strip_figure`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from .analysis import Run, load_run
@@ -59,7 +58,6 @@ __all__ = [
     "run_images",
     "HeldOutPairs",
     "heldout_pairs",
-    "image_strip_figure",
 ]
 
 Mode = Literal["small", "full"]
@@ -294,33 +292,3 @@ def heldout_pairs(run: Run, n_pairs: int = 1000, seed: int = 0) -> HeldOutPairs:
         images, _ = pairs.load_images(progress=False)
         quality, source = (1.0 - brisque(images) / 100.0).reshape(-1, 2), "brisque"
     return HeldOutPairs(pairs=pairs, quality=np.asarray(quality, dtype=np.float64), source=source)
-
-
-# --------------------------------------------------------------------------- a picture strip
-
-
-def image_strip_figure(images: torch.Tensor, captions: Sequence[str] | None = None, title: str = "",
-                       height: int = 230) -> go.Figure:
-    """A row of images (uint8 (K, 3, H, W) RGB) with a caption under each, as one Plotly figure."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a (K, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    k = images.shape[0]
-    if captions is not None and len(captions) != k:
-        raise ValueError(f"{len(captions)} captions for {k} images")
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=max(k, 1), horizontal_spacing=0.01)
-    pixels = images.to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (K, H, W, 3)
-    for i in range(k):  # a handful of images
-        fig.add_trace(go.Image(z=pixels[i], hoverinfo="skip"), row=1, col=i + 1)
-        # constrain="domain": each axis domain shrinks to its image, so a caption sits right under it
-        fig.update_xaxes(visible=False, constrain="domain", row=1, col=i + 1)
-        fig.update_yaxes(visible=False, constrain="domain", row=1, col=i + 1)
-        if captions is not None:
-            suffix = "" if i == 0 else str(i + 1)
-            fig.add_annotation(text=captions[i], xref=f"x{suffix} domain", yref=f"y{suffix} domain", x=0.5, y=-0.03,
-                               showarrow=False, yanchor="top", font=dict(size=11))
-    fig.update_layout(title=dict(text=title, x=0.02, font=dict(size=15)), height=height, template="plotly_white",
-                      margin=dict(l=10, r=10, t=50 if title else 10, b=60))
-    return fig
-

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import plotly.graph_objects as go
 import pytest
 
@@ -159,19 +158,6 @@ def test_get_or_train_trains_once_then_reads_the_cache(tmp_path: Path, monkeypat
     assert not backbone.training and backbone.input_size == 32
     images = notebook_runs.run_images(run, [0, 5], size=40)
     assert images.shape == (2, 3, 40, 40) and images.dtype.is_floating_point is False
-
-
-def test_image_strip_figure_has_one_image_per_sample_and_its_caption() -> None:
-    import torch
-
-    images = torch.zeros(3, 3, 16, 16, dtype=torch.uint8)
-    images[1] = 255
-    fig = notebook_runs.image_strip_figure(images, ["a", "b", "c"], title="strip")
-    assert [t.type for t in fig.data] == ["image"] * 3
-    assert int(np.asarray(fig.data[1].z).min()) == 255
-    assert [a.text for a in fig.layout.annotations] == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="captions"):
-        notebook_runs.image_strip_figure(images, ["a"])
 
 
 # --------------------------------------------------------------------------- the renderer

@@ -4,6 +4,7 @@ Each builder takes library results and returns a ``go.Figure``; the maths lives 
 :mod:`adaface_lab.margins` and :mod:`adaface_lab.gst`, never here.
 """
 
+from .images import image_strip_figure
 from .inspector import brisque_sweep_figure
 from .margins import (
     G_CAP_IN_S,
@@ -44,6 +45,7 @@ __all__ = [
     "feature_plane_figure",
     "feature_plane_grid",
     "gst_curves_figure",
+    "image_strip_figure",
     "method_label",
     "method_spec",
     "save_figure",
