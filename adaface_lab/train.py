@@ -756,7 +756,8 @@ def _probe_rows(
     idx = torch.nonzero(probe).reshape(-1)  # (P,) on the CPU
     on_dev = idx.to(labels.device)
     diag = head.diagnostics
-    sample_loss = head.loss(logits.detach(), labels, reduction="none")  # (B,) incl. MagFace's term
+    # (B,) each sample's loss: its cross-entropy plus the batch's auxiliary term (MagFace), as head.loss
+    sample_loss = ce if head.aux_loss is None else ce + head.aux_loss.detach().float()
 
     def col(t: torch.Tensor) -> np.ndarray:
         return t.detach()[on_dev].double().cpu().numpy()

@@ -106,6 +106,8 @@ def test_records_have_one_row_per_probe_sample_and_epoch(straight) -> None:
     # AdaFace's margin only ever lowers the target logit (f(c) < s·c for every ẑ in [-1, 1]), so the
     # probability under the margin never exceeds the probability without it
     assert (rec["p_y"] <= rec["p_y_plain"] + 1e-12).all() and (rec["p_y"] < rec["p_y_plain"]).mean() > 0.9
+    # AdaFace has no auxiliary term: each sample's recorded loss is its cross-entropy, -log P_y
+    np.testing.assert_allclose(rec["loss"], -np.log(rec["p_y"]), rtol=1e-6, atol=1e-9)
 
 
 def test_brisque_is_scored_on_the_image_the_network_saw(straight) -> None:
