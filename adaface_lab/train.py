@@ -290,9 +290,8 @@ def _train(cfg: TrainConfig) -> RunResult:
     ddp = int(os.environ.get("RANK", -1)) != -1 and int(os.environ.get("WORLD_SIZE", 1)) > 1
     own_group = False
     if ddp:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-        device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+        device = pick_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        use_cuda = device.type == "cuda"
         if use_cuda:
             torch.cuda.set_device(device)
         if not dist.is_initialized():
@@ -510,20 +509,27 @@ def _lr_at(step: int, base: float, milestone_steps: Sequence[int], gamma: float)
     return base * gamma ** sum(step >= m for m in milestone_steps)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"``: cuda if available, else mps, else cpu; otherwise the named device (checked)."""
+def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``"auto"``: cuda if available, else mps, else cpu; otherwise the named device (checked).
+
+    ``local_rank`` (a DDP process): the process's own GPU, ``cuda:<local_rank>``, when the choice is
+    CUDA, else the CPU (DDP runs here on CUDA with NCCL or on the CPU with gloo; not on MPS)."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but CUDA is not available here (use --device cpu or auto)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} asked for but MPS is not available here")
-    return device
+            device = torch.device("cuda")
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = torch.device("mps")
+        else:
+            device = torch.device("cpu")
+    else:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for but CUDA is not available here (use --device cpu or auto)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} asked for but MPS is not available here")
+    if local_rank is None:
+        return device
+    return torch.device("cuda", local_rank) if device.type == "cuda" else torch.device("cpu")
 
 
 # ============================================================================ random streams and order

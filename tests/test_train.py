@@ -24,7 +24,7 @@ import torch
 from adaface_lab.cli import main
 from adaface_lab.data.synthetic import SyntheticFaces
 from adaface_lab.quality import brisque_torch
-from adaface_lab.train import AUGMENT_COLUMNS, RECORD_COLUMNS, TrainConfig, load_run_checkpoint, train
+from adaface_lab.train import AUGMENT_COLUMNS, RECORD_COLUMNS, TrainConfig, load_run_checkpoint, pick_device, train
 
 pytestmark = pytest.mark.slow
 
@@ -244,6 +244,19 @@ def test_ddp_two_cpu_processes_gather_records_on_rank_zero(tmp_path: Path) -> No
 
 
 # --------------------------------------------------------------------------- config and CLI
+
+
+def test_pick_device_checks_names_and_gives_each_ddp_process_its_gpu() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("cpu", local_rank=1) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert pick_device("cuda", local_rank=0) == torch.device("cuda", 0)
+        assert pick_device("auto", local_rank=0) == torch.device("cuda", 0)
+    else:  # asking for CUDA where there is none is an error, in a DDP process too (not a silent CPU run)
+        for local_rank in (None, 0):
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                pick_device("cuda", local_rank=local_rank)
+        assert pick_device("auto", local_rank=0) == torch.device("cpu")
 
 
 def test_config_overrides_reject_unknown_keys_and_wrong_types() -> None:
