@@ -9,6 +9,7 @@ import csv
 import math
 import subprocess
 import sys
+import threading
 import warnings
 
 import cv2
@@ -457,6 +458,33 @@ def test_batching_and_mixed_sizes_do_not_change_scores(crops: np.ndarray) -> Non
     got = brisque(mixed, cache=False)
     each = [brisque(m[None], cache=False)[0] for m in mixed]
     np.testing.assert_allclose(got, each, rtol=0, atol=1e-9)
+
+
+def test_cpu_chunk_workers_leave_every_other_threads_torch_thread_count_alone() -> None:
+    """Chunks run on pool threads with single-threaded ops; the caller's count, and the default that a
+    thread starting its first torch op meanwhile adopts, stay as they were (here 2)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tb._map_chunks(lambda s: torch.zeros(1), [0, 1], 2)  # the pool exists from here on
+        inside, started_meanwhile = [], []
+
+        def chunk(start: int) -> torch.Tensor:
+            inside.append(torch.get_num_threads())
+            other = threading.Thread(target=lambda: started_meanwhile.append(torch.get_num_threads()))
+            other.start()
+            other.join()
+            return torch.zeros(1)
+
+        tb._map_chunks(chunk, [0, 1, 2, 3], 2)
+        assert inside == [1, 1, 1, 1] and started_meanwhile == [2, 2, 2, 2]
+        assert torch.get_num_threads() == 2
+        x = _nchw(np.random.default_rng(12).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8))
+        np.testing.assert_allclose(brisque_torch(x), torch.cat([brisque_torch(x[i : i + 1]) for i in range(40)]),
+                                   rtol=0, atol=1e-9)  # fmt: skip
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_misuse_raises_plain_errors(crops: np.ndarray) -> None:

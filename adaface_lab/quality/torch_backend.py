@@ -34,12 +34,11 @@ the fits, scaling and SVR then run once on the whole batch, in float64.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -350,6 +349,19 @@ def _default_chunk(device: torch.device, workers: int) -> int:
     return 4 if workers <= 1 else 16
 
 
+def _chunk_workers(device: torch.device) -> int:
+    """How many threads per-pixel work is spread over: the caller's ``torch.get_num_threads()`` on the
+    CPU, else 1."""
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+def _init_worker() -> None:
+    """Make this chunk worker run single-threaded torch ops for good. torch gives a thread its
+    intra-op count lazily, from the process default, the first time it asks; ask first, then set 1."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
 _POOL: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
@@ -357,48 +369,36 @@ _POOL_LOCK = threading.Lock()
 def _cpu_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     with _POOL_LOCK:
         if workers not in _POOL:
-            _POOL[workers] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="brisque")
+            _POOL[workers] = concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix="brisque", initializer=_init_worker
+            )
         return _POOL[workers]
 
 
-@contextlib.contextmanager
-def _cpu_threads_for_chunks(device: torch.device) -> Iterator[int]:
-    """On the CPU, run the enclosed torch ops single-threaded and yield how many threads the caller
-    had (the number of chunk workers to use); restores it afterwards. Elsewhere yields 1.
-
-    Why: BRISQUE's ops on cache-sized chunks are small, and with OpenMP intra-op threads each ends
-    in a barrier; on a busy machine (other processes on the same cores) a descheduled team member
-    stalls every op — 2 threads ran 10x slower than 1 on this lab's shared 2-core machines. Whole
-    chunks per worker thread (torch releases the GIL inside ops) scale on an idle machine and degrade
-    gracefully on a busy one. ``torch.set_num_threads`` is process-wide: other threads running torch
-    ops at the same moment would run single-threaded too."""
-    n_threads = torch.get_num_threads()
-    if device.type != "cpu" or n_threads <= 1:
-        yield 1
-        return
-    torch.set_num_threads(1)
-    try:
-        yield n_threads
-    finally:
-        torch.set_num_threads(n_threads)
-
-
 def _map_chunks(fn: Callable[[int], torch.Tensor], starts: list[int], workers: int) -> list[torch.Tensor]:
-    """[fn(s) for s in starts], spread over ``workers`` threads that run single-threaded ops."""
-    if workers <= 1 or len(starts) <= 1:
+    """[fn(s) for s in starts]: in this thread when ``workers`` is 1, else on ``workers`` pool threads
+    that each run single-threaded ops (a single chunk too).
+
+    Why: BRISQUE's ops on cache-sized chunks are small, and with OpenMP intra-op threads each ends in
+    a barrier; on a busy machine (other processes on the same cores) a descheduled team member stalls
+    every op — 2 threads ran 10x slower than 1 on this lab's shared 2-core machines. Whole chunks per
+    worker thread (torch releases the GIL inside ops) scale on an idle machine and degrade gracefully
+    on a busy one. The caller's own thread count is never changed; ``torch.set_num_threads`` in a new
+    worker's initialiser also sets the process default that threads adopt on their first torch op,
+    so that default is put back after the pool has run."""
+    if workers <= 1:
         return [fn(s) for s in starts]
-
-    def task(start: int) -> torch.Tensor:
-        torch.set_num_threads(1)  # per worker thread (OpenMP's thread count is per calling thread)
-        return fn(start)
-
-    return list(_cpu_pool(min(workers, 16)).map(task, starts))
+    default = torch.get_num_threads()
+    try:
+        return list(_cpu_pool(min(workers, 16)).map(fn, starts))
+    finally:
+        torch.set_num_threads(default)
 
 
 def _features(
     images: torch.Tensor, mode: Mode, dtype: torch.dtype, chunk_size: int | None, workers: int
 ) -> torch.Tensor:
-    """:func:`brisque_features` with the chunk workers given (inside :func:`_cpu_threads_for_chunks`)."""
+    """:func:`brisque_features` with the number of chunk workers given (:func:`_chunk_workers`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -427,8 +427,7 @@ def brisque_features(
     Per-pixel work runs ``chunk_size`` images at a time (on the CPU, chunks are spread over
     torch.get_num_threads() worker threads; default size: :func:`_default_chunk`); the fits then run
     once on the whole batch."""
-    with _cpu_threads_for_chunks(images.device) as workers:
-        return _features(images, mode, dtype, chunk_size, workers)
+    return _features(images, mode, dtype, chunk_size, _chunk_workers(images.device))
 
 
 # ----------------------------------------------------------------------------- SVR
@@ -483,9 +482,8 @@ def brisque_torch(
         images = images.unsqueeze(0)
     if images.shape[0] == 0:
         return torch.empty(0, dtype=dtype, device=images.device)
-    with _cpu_threads_for_chunks(images.device) as workers:
-        feats = _features(images, mode, dtype, None, workers)
-        score = svr_predict(scale_features(feats))
+    feats = _features(images, mode, dtype, None, _chunk_workers(images.device))
+    score = svr_predict(scale_features(feats))
     bad = ~torch.isfinite(feats).all(dim=1) | ~torch.isfinite(score)
     score = torch.where(bad, torch.full_like(score, float("nan")), score)
     if warn:
