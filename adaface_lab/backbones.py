@@ -27,9 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._registry import Registry
+
 __all__ = [
     "BasicBlockIR",
     "IResNet",
+    "BACKBONES",
     "register_backbone",
     "build_backbone",
     "list_backbones",
@@ -47,7 +50,7 @@ __all__ = [
 #: The backbone the CPU demo trains by default (fast: see ``bench/bench_data.py``).
 DEFAULT_TEACHING_BACKBONE = "ir_tiny"
 
-_BACKBONES: dict[str, Callable[..., "IResNet"]] = {}
+BACKBONES: Registry[Callable[..., "IResNet"]] = Registry("backbone", sort=True)
 
 
 # --------------------------------------------------------------------------- registry
@@ -55,16 +58,12 @@ _BACKBONES: dict[str, Callable[..., "IResNet"]] = {}
 
 def register_backbone(fn: Callable[..., "IResNet"]) -> Callable[..., "IResNet"]:
     """Decorator: register a backbone factory under its function name."""
-    name = fn.__name__
-    if name in _BACKBONES:
-        raise ValueError(f"backbone {name!r} is already registered")
-    _BACKBONES[name] = fn
-    return fn
+    return BACKBONES.add(fn.__name__, fn)
 
 
 def list_backbones() -> list[str]:
     """Names of all registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    return BACKBONES.names()
 
 
 def build_backbone(name: str, **kwargs: object) -> "IResNet":
@@ -72,9 +71,7 @@ def build_backbone(name: str, **kwargs: object) -> "IResNet":
 
     Raises ``ValueError`` naming the known backbones when ``name`` is unknown.
     """
-    if not isinstance(name, str) or name not in _BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}")
-    return _BACKBONES[name](**kwargs)
+    return BACKBONES.get(name)(**kwargs)
 
 
 # --------------------------------------------------------------------------- modules

@@ -28,27 +28,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._registry import Registry
 from .margins import Margin, build_margin, magface_regularizer
 
-_HEADS: dict[str, type["MarginHead"]] = {}
+HEADS: Registry[type["MarginHead"]] = Registry("head")
 
 
 def register_head(name: str) -> Callable[[type["MarginHead"]], type["MarginHead"]]:
     """Class decorator: register a head class under ``name`` (also the name of its margin)."""
 
     def deco(cls: type[MarginHead]) -> type[MarginHead]:
-        if name in _HEADS:
-            raise ValueError(f"head {name!r} is already registered")
         cls.margin_name = name
-        _HEADS[name] = cls
-        return cls
+        return HEADS.add(name, cls)
 
     return deco
 
 
 def list_heads() -> list[str]:
     """Names of every registered head."""
-    return list(_HEADS)
+    return HEADS.names()
 
 
 def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> "MarginHead":
@@ -56,10 +54,7 @@ def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **
 
     Raises ValueError for an unknown head or parameter.
     """
-    try:
-        cls = _HEADS[name]
-    except KeyError:
-        raise ValueError(f"unknown head {name!r}; known: {', '.join(_HEADS)}") from None
+    cls = HEADS.get(name)
     return cls(embedding_size=embedding_size, num_classes=num_classes, **params)
 
 
@@ -353,6 +348,7 @@ __all__ = [
     "MagFaceHead",
     "CurricularFaceHead",
     "AdaFaceHead",
+    "HEADS",
     "register_head",
     "build_head",
     "list_heads",

@@ -30,6 +30,8 @@ from typing import Any, Callable, ClassVar, Union
 import numpy as np
 import torch
 
+from ._registry import Registry
+
 Array = Union[np.ndarray, torch.Tensor]
 Scalar = Union[float, np.ndarray, torch.Tensor]
 
@@ -115,33 +117,27 @@ def magface_regularizer(norm: Array, l_a: float, u_a: float) -> Array:
 
 # ----------------------------------------------------------------------------- registry
 
-_MARGINS: dict[str, type["Margin"]] = {}
+MARGINS: Registry[type["Margin"]] = Registry("margin")
 
 
 def register_margin(name: str) -> Callable[[type["Margin"]], type["Margin"]]:
     """Class decorator: register a :class:`Margin` subclass under ``name``."""
 
     def deco(cls: type[Margin]) -> type[Margin]:
-        if name in _MARGINS:
-            raise ValueError(f"margin {name!r} is already registered")
         cls.name = name
-        _MARGINS[name] = cls
-        return cls
+        return MARGINS.add(name, cls)
 
     return deco
 
 
 def list_margins() -> list[str]:
     """Names of every registered margin, in registration order."""
-    return list(_MARGINS)
+    return MARGINS.names()
 
 
 def margin_class(name: str) -> type["Margin"]:
     """The class registered under ``name``; ValueError naming the known ones otherwise."""
-    try:
-        return _MARGINS[name]
-    except KeyError:
-        raise ValueError(f"unknown margin {name!r}; known: {', '.join(_MARGINS)}") from None
+    return MARGINS.get(name)
 
 
 def build_margin(name: str, **params: Any) -> "Margin":
@@ -417,6 +413,7 @@ __all__ = [
     "magface_margin",
     "magface_regularizer",
     "clamp_cos",
+    "MARGINS",
     "register_margin",
     "build_margin",
     "list_margins",

@@ -72,10 +72,11 @@ from tqdm.auto import tqdm
 
 from ._atomic import atomic_path
 
-from .backbones import DEFAULT_TEACHING_BACKBONE, build_backbone, list_backbones, preprocess
+from .backbones import BACKBONES, DEFAULT_TEACHING_BACKBONE, build_backbone, preprocess
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.augment import RECORD_FIELDS, AugmentConfig, augment_batch
-from .heads import build_head, list_heads
+from .data.verification import pairs_from_identities
+from .heads import HEADS, build_head
 
 __all__ = [
     "TrainConfig", "RunResult", "train", "load_run_checkpoint", "pick_device",
@@ -231,8 +232,8 @@ def _validate(c: TrainConfig) -> None:
     need(c.holdout_identities >= 0, "holdout_identities must be ≥ 0")
     need(c.holdout_identities == 0 or c.holdout_identities >= 2, "holdout_identities must be 0 or ≥ 2")
     need(c.eval_pairs >= 20, "eval_pairs must be ≥ 20 (ten folds of genuine and impostor pairs)")
-    need(c.backbone in list_backbones(), f"unknown backbone {c.backbone!r}; known: {', '.join(list_backbones())}")
-    need(c.head in list_heads(), f"unknown head {c.head!r}; known: {', '.join(list_heads())}")
+    BACKBONES.require(c.backbone)
+    HEADS.require(c.head)
     need(c.channel_order in ("rgb", "bgr"), "channel_order must be 'rgb' or 'bgr'")
     need(c.epochs >= 1, "epochs must be ≥ 1")
     need(c.batch_size >= 2, "batch_size must be ≥ 2 (BatchNorm needs two samples)")
@@ -832,13 +833,9 @@ def _quick_correlations(records: pd.DataFrame) -> dict[str, float]:
 
 
 def _make_eval_pairs(cfg: TrainConfig, holdout: _Holdout | None, show: bool) -> tuple[Any, ...] | None:
-    """Pairs from the held-out identities and their decoded images, or None (no holdout, no evaluate)."""
+    """Pairs from the held-out identities and their decoded images, or None (no holdout, or too few
+    same-identity pairs in it)."""
     if holdout is None:
-        return None
-    try:
-        from . import evaluate  # noqa: F401
-        from .data.verification import pairs_from_identities
-    except ImportError:  # the evaluation module is optional for training
         return None
     sizes = np.bincount(np.asarray(holdout.dataset.targets)[np.isin(holdout.dataset.targets, holdout.labels)])
     possible_same = int(sum(k * (k - 1) // 2 for k in sizes))
