@@ -213,6 +213,8 @@ def test_folder_reader_skips_and_counts_bad_files(tmp_path: Path) -> None:
     substitute = items[bad_index]
     assert substitute[3]["substituted_for"] == bad_index and substitute[2] == bad_index + 1
     assert all(it[0].shape == (3, 32, 32) for it in items)
+    with pytest.raises(IndexError, match="index -9 out of range for 8 samples"):
+        ds[-9]
 
 
 def test_folder_reader_missing_and_empty(tmp_path: Path) -> None:
@@ -351,6 +353,13 @@ def test_recordio_skips_and_counts_undecodable_records(tmp_path: Path) -> None:
         items = [ds[i] for i in range(len(ds))]
     assert ds.num_skipped == 1
     assert items[1][2] == 3 and items[1][3]["substituted_for"] == 1
+    assert ds[-1][2] == items[2][2] and ds[-2][3]["substituted_for"] == 1  # negative indices from the end
+    with pytest.raises(IndexError, match="index 3 out of range for 3 records"):
+        ds[3]
+    write_recordio(tmp_path / "broken", [(b"\xff\xd8 broken", 0), (b"\xff\xd8 also broken", 1)])
+    broken = RecordIODataset(tmp_path / "broken.rec", size=24)
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match=r"broken.rec failed to decode \(2 skipped\)"):
+        broken[1]
     with pytest.raises(FileNotFoundError):
         RecordIODataset(tmp_path / "absent")
 

@@ -133,24 +133,14 @@ class ImageFolderFaces(SkipReporting, Dataset[Sample]):
         return decode_image(path, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
 
     def __getitem__(self, index: int) -> Sample:
-        n = len(self.samples)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        index %= n
-        for step in range(n):
-            i = (index + step) % n
-            path, label = self.samples[i]
-            if path in self._skips.reasons:
-                continue
-            try:
-                image = self.load(i)
-            except (CorruptImageError, OSError) as e:
-                self._skips.record(path, str(e))
-                continue
-            meta: dict[str, str | int | float] = {
-                "path": path,
-                "identity": self.identities[label],
-                "substituted_for": -1 if i == index else index,
-            }
-            return image, label, i, meta
-        raise RuntimeError(f"every image in {self.root} failed to decode ({self.num_skipped} skipped)")
+        index, i, image = self._first_readable(
+            index, len(self.samples), "samples", lambda j: self.samples[j][0], self.load,
+            (CorruptImageError, OSError), f"every image in {self.root}",
+        )  # fmt: skip
+        path, label = self.samples[i]
+        meta: dict[str, str | int | float] = {
+            "path": path,
+            "identity": self.identities[label],
+            "substituted_for": -1 if i == index else index,
+        }
+        return image, label, i, meta

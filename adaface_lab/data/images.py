@@ -14,8 +14,10 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,3 +268,32 @@ class SkipReporting:
     @property
     def num_skipped(self) -> int:
         return self._skips.num_skipped
+
+    def _first_readable(
+        self,
+        index: int,
+        n: int,
+        unit: str,
+        source: Callable[[int], str],
+        read: Callable[[int], Any],
+        errors: tuple[type[BaseException], ...],
+        where: str,
+    ) -> tuple[int, int, Any]:
+        """What ``__getitem__`` serves for ``index`` of ``n`` samples (``unit``: "samples", "records"):
+        from ``index`` on, wrapping around, the first sample ``i`` whose ``read(i)`` succeeds, as
+        (index in [0, n), i, read(i)). A sample whose read raises one of ``errors`` is recorded under
+        ``source(i)`` and skipped for good. IndexError outside [-n, n); RuntimeError naming ``where``
+        when every sample fails."""
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} {unit}")
+        index %= n
+        for step in range(n):
+            i = (index + step) % n
+            name = source(i)
+            if name in self._skips.reasons:
+                continue
+            try:
+                return index, i, read(i)
+            except errors as e:
+                self._skips.record(name, str(e))
+        raise RuntimeError(f"{where} failed to decode ({self.num_skipped} skipped)")

@@ -303,26 +303,19 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.keys)
 
+    def _decoded(self, i: int) -> tuple[IRHeader, torch.Tensor]:
+        """(header, uint8 (3, size, size) image) of the i-th record; may raise."""
+        header, payload = self.read(self.keys[i])
+        return header, decode_image(payload, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
+
     def __getitem__(self, index: int) -> Sample:
-        n = len(self.keys)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} records")
-        index %= n
-        for step in range(n):
-            i = (index + step) % n
-            key = self.keys[i]
-            name = f"{self.rec_path}#{key}"
-            if name in self._skips.reasons:
-                continue
-            try:
-                header, payload = self.read(key)
-                image = decode_image(payload, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
-            except (CorruptImageError, ValueError) as e:
-                self._skips.record(name, str(e))
-                continue
-            meta: dict[str, str | int | float] = {"record": key, "substituted_for": -1 if i == index else index}
-            return image, self._label(header), key, meta
-        raise RuntimeError(f"every record of {self.rec_path} failed to decode ({self.num_skipped} skipped)")
+        index, i, (header, image) = self._first_readable(
+            index, len(self.keys), "records", lambda j: f"{self.rec_path}#{self.keys[j]}", self._decoded,
+            (CorruptImageError, ValueError), f"every record of {self.rec_path}",
+        )  # fmt: skip
+        key = self.keys[i]
+        meta: dict[str, str | int | float] = {"record": key, "substituted_for": -1 if i == index else index}
+        return image, self._label(header), key, meta
 
 
 # --------------------------------------------------------------------------- writer
