@@ -395,27 +395,6 @@ def _map_chunks(fn: Callable[[int], torch.Tensor], starts: list[int], workers: i
         torch.set_num_threads(default)
 
 
-def _features(
-    images: torch.Tensor, mode: Mode, dtype: torch.dtype, chunk_size: int | None, workers: int
-) -> torch.Tensor:
-    """:func:`brisque_features` with the number of chunk workers given (:func:`_chunk_workers`)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"expected (N, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}")
-    h, w = images.shape[-2:]
-    if min(h, w) < 8:
-        raise ValueError(f"images must be at least 8×8 pixels, got {(h, w)}")
-    images = to_uint8(images)
-    step = chunk_size or _default_chunk(images.device, workers)
-    if images.shape[0] == 0:
-        return torch.empty((0, 36), dtype=dtype, device=images.device)
-    chunk = lambda s: _chunk_raw_sums(to_gray(images[s : s + step], mode, dtype), mode)  # noqa: E731
-    raw = torch.cat(_map_chunks(chunk, list(range(0, images.shape[0], step)), workers))
-    h2, w2 = (math.ceil(h / 2), math.ceil(w / 2)) if mode == "matlab" else (round(h / 2), round(w / 2))
-    return _features_from_raw(raw, (h * w, h2 * w2))
-
-
 def brisque_features(
     images: torch.Tensor,
     mode: Mode = "matlab",
@@ -425,9 +404,24 @@ def brisque_features(
     """(N, C, H, W) uint8 or float [0, 1] RGB/gray -> (N, 36) raw BRISQUE features (2 scales × 18).
 
     Per-pixel work runs ``chunk_size`` images at a time (on the CPU, chunks are spread over
-    torch.get_num_threads() worker threads; default size: :func:`_default_chunk`); the fits then run
-    once on the whole batch."""
-    return _features(images, mode, dtype, chunk_size, _chunk_workers(images.device))
+    torch.get_num_threads() worker threads, :func:`_chunk_workers`; default size:
+    :func:`_default_chunk`); the fits then run once on the whole batch."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected (N, C, H, W) with C = 1 or 3, got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if min(h, w) < 8:
+        raise ValueError(f"images must be at least 8×8 pixels, got {(h, w)}")
+    images = to_uint8(images)
+    workers = _chunk_workers(images.device)
+    step = chunk_size or _default_chunk(images.device, workers)
+    if images.shape[0] == 0:
+        return torch.empty((0, 36), dtype=dtype, device=images.device)
+    chunk = lambda s: _chunk_raw_sums(to_gray(images[s : s + step], mode, dtype), mode)  # noqa: E731
+    raw = torch.cat(_map_chunks(chunk, list(range(0, images.shape[0], step)), workers))
+    h2, w2 = (math.ceil(h / 2), math.ceil(w / 2)) if mode == "matlab" else (round(h / 2), round(w / 2))
+    return _features_from_raw(raw, (h * w, h2 * w2))
 
 
 # ----------------------------------------------------------------------------- SVR
@@ -482,7 +476,7 @@ def brisque_torch(
         images = images.unsqueeze(0)
     if images.shape[0] == 0:
         return torch.empty(0, dtype=dtype, device=images.device)
-    feats = _features(images, mode, dtype, None, _chunk_workers(images.device))
+    feats = brisque_features(images, mode, dtype)
     score = svr_predict(scale_features(feats))
     bad = ~torch.isfinite(feats).all(dim=1) | ~torch.isfinite(score)
     score = torch.where(bad, torch.full_like(score, float("nan")), score)
