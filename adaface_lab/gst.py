@@ -19,11 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
 from .margins import AdaFace, Margin, build_margin
+
+if TYPE_CHECKING:
+    import torch
+
+    from .heads import MarginHead
 
 Convention = Literal["official", "detached"]
 CONVENTIONS: tuple[str, ...] = ("official", "detached")
@@ -277,10 +282,90 @@ def _boundary_b1(margin: Margin, phi: float, norm: float | None, z_hat: float | 
     return [np.asarray(points) for points in branches.values() if len(points) > 1]
 
 
+# --------------------------------------------------------------------------- taught in notebook 1
+
+
+def b1_on_arc(
+    margin: Margin | str,
+    *,
+    phi: float = math.pi / 2,
+    norm: float | None = None,
+    z_hat: float | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    t: float = 0.0,
+    resolution: int = 4097,
+) -> float:
+    """Where B1 crosses the arc from W_y to W_j: the angle θ_y (rad) from W_y at which P_y = ½.
+
+    On the arc θ_j = φ − θ_y, and two-class softmax gives P_y = ½ where f(c_y) = logit_j(c_j). The
+    first sign change of f − logit_j on ``resolution`` angles in [0, φ] is refined by linear
+    interpolation. NaN when P_y stays on one side of ½ along the whole arc (e.g. a margin larger
+    than the arc). Softmax's B1 is B0 (φ/2); ArcFace's is (φ − m)/2. The context keywords are
+    :func:`feature_plane`'s. Taught in ``notebooks/01_margins_and_gst.ipynb`` (§1.4).
+    """
+    if isinstance(margin, str):
+        margin = build_margin(margin)
+    if not 0 < phi <= math.pi:
+        raise ValueError(f"phi must lie in (0, π], got {phi}")
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2, got {resolution}")
+    context = resolve_context(margin, norm=norm, z_hat=z_hat, mean=mean, std=std) if margin.needs else {}
+    theta = np.linspace(0.0, phi, resolution)  # (R,) from W_y to W_j
+    c_y = np.cos(theta)
+    excess = margin.target_logit(c_y, **context) - margin.negative_logit(np.cos(phi - theta), c_y, t=t)  # > 0: P_y > ½
+    lost = np.flatnonzero(excess <= 0)
+    if len(lost) == 0 or lost[0] == 0:
+        return float("nan")
+    i = int(lost[0])
+    frac = excess[i - 1] / (excess[i - 1] - excess[i])
+    return float(theta[i - 1] + frac * (theta[i] - theta[i - 1]))
+
+
+class AutogradCheck(NamedTuple):
+    """The target-class g of each sample found two ways: ``autograd``, ``analytic`` and ``p_y``, (B,) each."""
+
+    autograd: np.ndarray
+    analytic: np.ndarray
+    p_y: np.ndarray
+
+    @property
+    def relative_error(self) -> float:
+        """max |analytic − autograd| / max |autograd| over the batch."""
+        return float(np.abs(self.analytic - self.autograd).max() / np.abs(self.autograd).max())
+
+
+def autograd_check(head: "MarginHead", cos: "torch.Tensor", norms: "torch.Tensor",
+                   labels: "torch.Tensor") -> AutogradCheck:
+    """∂L/∂c_y found by autograd through ``head`` beside the analytic g = (P_y − 1)·df/dc.
+
+    ``cos``: (B, C) cosines (float64 keeps the comparison exact), ``norms``: (B, 1), ``labels``: (B,).
+    L is the head's summed loss (cross-entropy plus any auxiliary term). The analytic g uses the
+    head's margin, its convention (``detach_margin``) and the per-sample context the head recorded
+    (AdaFace's ẑ, MagFace's norm). Calling it updates a stateful head as a training step would.
+    Taught in ``notebooks/01_margins_and_gst.ipynb`` (§1.3).
+    """
+    import torch
+
+    cos = cos.detach().clone().requires_grad_()
+    logits = head.logits_from_cos(cos, norms, labels)
+    head.loss(logits, labels, reduction="sum").backward()
+    rows = torch.arange(len(labels))
+    assert cos.grad is not None
+    p_y = torch.softmax(logits.detach(), dim=1)[rows, labels].numpy()
+    context = {k: head.diagnostics[k].numpy() for k in head.margin.needs}
+    convention: Convention = "detached" if head.detach_margin else "official"
+    analytic = target_gst(head.margin, cos.detach()[rows, labels].numpy(), p_y, convention, **context)
+    return AutogradCheck(autograd=cos.grad[rows, labels].numpy(), analytic=analytic, p_y=p_y)
+
+
 __all__ = [
     "CONVENTIONS",
+    "AutogradCheck",
     "FeaturePlane",
     "arc_profile",
+    "autograd_check",
+    "b1_on_arc",
     "feature_plane",
     "negative_gst",
     "resolve_context",

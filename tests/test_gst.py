@@ -147,3 +147,68 @@ def test_bad_arguments_are_refused():
         gst.feature_plane("magface")
     with pytest.raises(ValueError, match="phi"):
         gst.feature_plane("arcface", phi=0.0)
+
+
+# --------------------------------------------------------------------------- B1 on the arc, autograd check
+
+
+@pytest.mark.parametrize("phi", [math.pi / 3, math.pi / 2, 2.0])
+def test_b1_on_the_arc_solves_f_equal_to_the_negative_logit_by_hand(phi):
+    """f(cos θ) = s·cos(φ − θ) solved on paper: softmax φ/2, ArcFace (φ − m)/2, negative angular
+    (φ + m)/2, CosFace φ/2 − arcsin(m / (2 sin(φ/2)))."""
+    arc, neg, cos = build_margin("arcface"), build_margin("negative_angular"), build_margin("cosface")
+    assert gst.b1_on_arc("softmax", phi=phi) == pytest.approx(phi / 2, abs=1e-9)
+    assert gst.b1_on_arc(arc, phi=phi) == pytest.approx((phi - arc.m) / 2, abs=1e-7)
+    assert gst.b1_on_arc(neg, phi=phi) == pytest.approx((phi + neg.m) / 2, abs=1e-7)
+    assert gst.b1_on_arc(cos, phi=phi) == pytest.approx(phi / 2 - math.asin(cos.m / (2 * math.sin(phi / 2))), abs=1e-7)
+
+
+ARC_CONTEXT = {"adaface": dict(norm=26.0, mean=20.0, std=3.0), "magface": dict(norm=60.0), "curricularface": dict(t=0.4)}
+
+
+@pytest.mark.parametrize("method", list_margins())
+def test_p_y_passes_one_half_where_b1_crosses_the_arc(method):
+    phi = 1.4
+    kw = ARC_CONTEXT.get(method, {})
+    theta = gst.b1_on_arc(method, phi=phi, **kw)
+    margin, t = build_margin(method), kw.get("t", 0.0)
+    context = gst.resolve_context(margin, **{k: v for k, v in kw.items() if k != "t"})
+    p_y = gst.arc_profile(margin, np.array([theta - 1e-3, theta, theta + 1e-3]), phi=phi, t=t, **context)["p_y"]
+    assert 0 < theta < phi
+    assert p_y[1] == pytest.approx(0.5, abs=1e-5)
+    assert p_y[0] > 0.5 > p_y[2], "P_y falls through ½ there, moving from W_y toward W_j"
+
+
+def test_b1_on_the_arc_is_nan_where_p_y_never_reaches_one_half():
+    # φ = 0.2 rad: at W_y itself CosFace's target s(1 − 0.35) is below s·cos φ, so P_y < ½ all along
+    assert math.isnan(gst.b1_on_arc("cosface", phi=0.2))
+    with pytest.raises(ValueError, match="phi"):
+        gst.b1_on_arc("arcface", phi=4.0)
+
+
+@pytest.mark.parametrize("method, detach", [("cosface", False), ("cosface", True), ("arcface", False), ("arcface", True)])
+def test_autograd_check_recovers_the_gradient_written_out_by_hand(method, detach):
+    """P_y from a softmax written out here; g = (P_y − 1)·df/dc with df/dc = s for CosFace and for the
+    detached convention, s·sin(θ + m)/sin θ for ArcFace's official one."""
+    from adaface_lab.heads import build_head
+
+    gen = torch.Generator().manual_seed(3)
+    batch, classes = 16, 5
+    head = build_head(method, 4, classes, detach_margin=detach)
+    cos = 1.4 * torch.rand(batch, classes, generator=gen, dtype=torch.float64) - 0.5  # θ + m stays below π
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    check = gst.autograd_check(head, cos, torch.full((batch, 1), 30.0, dtype=torch.float64), labels)
+
+    s, m = head.margin.s, head.margin.m
+    rows, y = np.arange(batch), labels.numpy()
+    c_y = cos.numpy()[rows, y]
+    theta = np.arccos(c_y)
+    logits = s * cos.numpy()
+    logits[rows, y] = s * (c_y - m) if method == "cosface" else s * np.cos(theta + m)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p_y = p[rows, y] / p.sum(axis=1)
+    dfdc = s if detach or method == "cosface" else s * np.sin(theta + m) / np.sin(theta)
+    np.testing.assert_allclose(check.p_y, p_y, rtol=1e-10)
+    np.testing.assert_allclose(check.autograd, (p_y - 1) * dfdc, rtol=1e-9)
+    np.testing.assert_allclose(check.analytic, (p_y - 1) * dfdc, rtol=1e-9)
+    assert check.relative_error < 1e-9
