@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _methods)
+if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _margin_controls)
     sys.path.insert(0, str(HERE))
 
 st.set_page_config(page_title="adaface_lab", layout="wide")

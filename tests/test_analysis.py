@@ -29,6 +29,8 @@ from adaface_lab.analysis import (
 )
 from adaface_lab.margins import adaface_z_hat
 
+from . import formulas
+
 
 def make_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0) -> pd.DataFrame:
     """Records in the training loop's schema where norm = a_e·quality + noise (a_e grows with epoch)
@@ -42,7 +44,8 @@ def make_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0
         a = 4.0 * (e + 1)
         norm = 20.0 + sign * a * true_q + rng.normal(0, 2.0, n)
         logit = 0.5 * true_q + rng.normal(0, 1.0, n) + 0.3 * e
-        z_hat = np.clip(0.333 * (norm - norm.mean()) / norm.std(), -1, 1)
+        z_hat = formulas.z_hat(norm, norm.mean(), norm.std(), 0.333)
+        g_angle, g_add = formulas.adaface_terms(z_hat, 0.4)
         frames.append(pd.DataFrame({
             "sample_id": np.arange(n) * 3 + 7,  # ids need not be 0..n-1
             "label": np.arange(n) % 17,
@@ -52,8 +55,8 @@ def make_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0
             "p_y": 1.0 / (1.0 + np.exp(-logit)),
             "cos_y": np.tanh(logit),
             "z_hat": z_hat,
-            "margin_angle": -0.4 * z_hat,
-            "margin_add": 0.4 * z_hat + 0.4,
+            "margin_angle": g_angle,
+            "margin_add": g_add,
             "loss": rng.uniform(0, 5, n),
             "brisque": brisque,
             "severity": severity,
@@ -73,7 +76,7 @@ def test_correlation_per_epoch_equals_scipy_on_each_slice(method: str, quality: 
     rec = make_records()
     corr = correlation_by_epoch(rec, quality=quality, method=method)
     assert list(corr["epoch"]) == [1, 2, 3, 4, 5]
-    full = rec.assign(quality=1 - rec["brisque"] / 100, severity_quality=1 - rec["severity"])
+    full = rec.assign(quality=formulas.quality(rec["brisque"]), severity_quality=1 - rec["severity"])
     fn = stats.pearsonr if method == "pearson" else stats.spearmanr
     for _, row in corr.iterrows():
         sl = full[(full["epoch"] == row["epoch"]) & full[quality].notna()]
@@ -239,7 +242,7 @@ def test_load_run_reads_a_dataset_folder_and_errors_clearly(tmp_path) -> None:
     (run_dir / "config.json").write_text(json.dumps({"head": "adaface", "epochs": 2}))
     run = load_run(run_dir)
     assert len(run.records) == 80 and run.recorded_epochs == [1, 2]
-    np.testing.assert_allclose(run.records["quality"], 1 - run.records["brisque"] / 100)
+    np.testing.assert_allclose(run.records["quality"], formulas.quality(run.records["brisque"]))
     assert {"severity_quality", "crop_applied"} <= set(run.records.columns)
     assert run.config["head"] == "adaface" and len(run.steps) == 3 and list(run.epochs["acc"]) == [0.1, 0.4]
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests import formulas
 from tests.test_app import _chart, _decode, _trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +70,13 @@ def _write_run(folder: Path, epochs: int = 4, n: int = 96, sign: float = 1.0, se
     for e in range(1, epochs + 1):
         norm = 20 + sign * 12 * (e / epochs) * (1 - severity) + rng.normal(0, 2.5, n)
         p_y = 1 / (1 + np.exp(-(e - 2 + 2 * (1 - severity) + rng.normal(0, 1, n))))
-        z_hat = np.clip(0.333 * (norm - norm.mean()) / norm.std(), -1, 1)
+        z_hat = formulas.z_hat(norm, norm.mean(), norm.std(), 0.333)
+        g_angle, g_add = formulas.adaface_terms(z_hat, 0.4)
         rec = pd.DataFrame({
             "sample_id": np.arange(n), "label": np.arange(n) // 4, "epoch": e, "step": step + 5,
             "norm": norm, "p_y": p_y, "cos_y": rng.uniform(0, 1, n), "z_hat": z_hat,
-            "margin_angle": -0.4 * z_hat, "margin_add": 0.4 * z_hat + 0.4, "loss": -np.log(p_y),
-            "brisque": brisque, "quality": 1 - brisque / 100, "severity": severity,
+            "margin_angle": g_angle, "margin_add": g_add, "loss": -np.log(p_y),
+            "brisque": brisque, "quality": formulas.quality(brisque), "severity": severity,
         })
         steps = pd.DataFrame({
             "epoch": e, "step": np.arange(step + 1, step + 11), "batch": 32,
@@ -250,7 +252,7 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     shown = " ".join(m.value for m in at.markdown)
     assert f"μ_z = {mean:.2f}, σ_z = {std:.2f}" in shown and "from the checkpoint" in shown
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
-    z = np.clip(0.333 * (np.clip(margins["‖z‖"].to_numpy(), 0.001, 100) - mean) / (std + 1e-3), -1, 1)
+    z = formulas.z_hat(margins["‖z‖"].to_numpy(), mean, std, 0.333)
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), z, atol=1e-3)
 
 
@@ -492,11 +494,12 @@ def test_inspector_checkpoint_norm_to_z_hat_to_margin(tmp_path: Path) -> None:
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
     np.testing.assert_allclose(margins["‖z‖"].to_numpy(), norm, rtol=1e-3)
     # ẑ with the head's μ_z, σ_z and the official h = 0.333, m = 0.4 (DESIGN.md §2)
-    z = np.clip(0.333 * (np.clip(norm, 0.001, 100) - mean) / (std + 1e-3), -1, 1)
+    z = formulas.z_hat(norm, mean, std, 0.333)
     assert np.all(norm < 100) and np.all(np.abs(z) < 0.99) and abs(z[0] - z[1]) > 0.01
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), z, atol=1e-3)
-    np.testing.assert_allclose(margins["g_angle (rad)"].to_numpy(), -0.4 * z, atol=1e-3)
-    np.testing.assert_allclose(margins["g_add"].to_numpy(), 0.4 * z + 0.4, atol=1e-3)
+    g_angle, g_add = formulas.adaface_terms(z, 0.4)
+    np.testing.assert_allclose(margins["g_angle (rad)"].to_numpy(), g_angle, atol=1e-3)
+    np.testing.assert_allclose(margins["g_add"].to_numpy(), g_add, atol=1e-3)
     terms = _chart(at, "terms_chart")
     marks = [a.get("text", "") for a in terms["layout"]["annotations"]]
     assert any(t.startswith(f"‖z‖ = {margins['‖z‖'].iloc[1]:.3g}"[:8]) for t in marks), marks
@@ -509,7 +512,7 @@ def test_inspector_checkpoint_norm_to_z_hat_to_margin(tmp_path: Path) -> None:
     at.sidebar.slider(key="inspect:mean").set_value(float(round(norm[0]) + 2)).run()
     assert not at.exception
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
-    expected = np.clip(0.333 * (norm - round(norm[0]) - 2) / (10.0 + 1e-3), -1, 1)  # σ_z slider default 10
+    expected = formulas.z_hat(norm, round(norm[0]) + 2, 10.0, 0.333)  # σ_z slider default 10
     assert np.all(expected < 0)  # below the slider's μ_z: toward ArcFace
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), expected, atol=1e-3)
 

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import _runs
-from _methods import CHART_CONFIG
+from _charts import CHART_CONFIG
 from adaface_lab.analysis import (
     available_qualities,
     correlation_by_epoch,
