@@ -4,7 +4,9 @@ This module is where the maths of DESIGN.md §2 lives, and where each method dec
 a small frozen dataclass registered under its name, with its display ``label`` and ``color``, its
 parameters as fields with defaults, the per-sample context it ``needs`` and the :class:`Range` of
 each parameter (the app's sliders and the property tests are built from these; nothing else in the
-lab lists the methods). ``build_margin(name, **params)`` makes one. Each works on NumPy arrays (fast,
+lab lists the methods), and the :class:`Domain` of values each parameter may take at all: a margin
+refuses, when it is made, a parameter that is not a finite number in its domain (one ValueError
+naming it and its domain). ``build_margin(name, **params)`` makes one. Each works on NumPy arrays (fast,
 for the app and the plots) and on torch tensors (inside the heads, where autograd sees it).
 
 A new method needs only a label, its fields and :meth:`Margin.terms`::
@@ -40,6 +42,7 @@ m1·θ + m2 clipped to [ε, π−ε] (ε = 1e-3); where a clamp is active the de
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar, Mapping, Union
 
@@ -174,6 +177,47 @@ class Range:
         return cls(min(0.0, 2.0 * default), max(0.0, 2.0 * default))
 
 
+@dataclass(frozen=True)
+class Domain:
+    """The values a parameter may take at all: a margin refuses any other when it is made. (A
+    :class:`Range` is only where the app and the tests vary it, inside this.)
+
+    ``lo``/``hi``: the bounds (±inf for none), each closed unless ``lo_open``/``hi_open``;
+    ``why``: what goes wrong outside, for the error message.
+    """
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.lo if self.lo_open else x >= self.lo
+        below = x < self.hi if self.hi_open else x <= self.hi
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        lo, hi = _bound(self.lo), _bound(self.hi)
+        if math.isinf(self.hi):
+            return f"{'>' if self.lo_open else '≥'} {lo}"
+        if math.isinf(self.lo):
+            return f"{'<' if self.hi_open else '≤'} {hi}"
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+def _bound(x: float) -> str:
+    """A domain bound as written: π/2 and π by name."""
+    for value, name in ((math.pi / 2, "π/2"), (math.pi, "π")):
+        if x == value:
+            return name
+    return f"{x:g}"
+
+
+_ANGLE = Domain(0.0, math.pi / 2, why="an angular margin is ≥ 0, and beyond π/2 a perfect match "
+                                       "(θ_y = 0) scores below a class orthogonal to it")
+"""The domain of an angular margin m."""
+
 _PALETTE = ("#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
             "#f7b6d2", "#dbdb8d", "#9edae5")
 """Colours given to margins that declare none, in registration order (the first one unused)."""
@@ -216,14 +260,15 @@ def margin_class(name: str) -> type["Margin"]:
     return MARGINS.get(name)
 
 
-def build_margin(name: str, **params: Any) -> "Margin":
-    """Make the margin ``name`` with ``params`` (unknown parameter names raise ValueError)."""
+def build_margin(name: str, /, **params: Any) -> "Margin":
+    """Make the margin ``name`` with ``params``: ValueError for an unknown parameter name, or a value
+    outside the parameter's :class:`Domain`."""
     cls = margin_class(name)
-    known = {f for f in cls.__dataclass_fields__}
-    unknown = set(params) - known
+    known = [f.name for f in fields(cls)]
+    unknown = set(params) - set(known)
     if unknown:
         raise ValueError(
-            f"margin {name!r} takes {sorted(known)}; unknown parameter(s): {sorted(unknown)}"
+            f"margin {name!r} takes {known}; unknown parameter(s): {sorted(unknown)}"
         )
     return cls(**params)
 
@@ -257,17 +302,57 @@ class Margin:
     }
     """:class:`Range` of parameters and context inputs, merged with the parents' (see
     :meth:`param_ranges`); a parameter without one varies over :meth:`Range.around` its default."""
+    domains: ClassVar[Mapping[str, Domain]] = {
+        "s": Domain(1.0, 1000.0,
+                    why="below 1 the softmax over cosines in [−1, 1] stays close to uniform, and "
+                        "beyond 1000 it is a hard maximum in float32 (e^(−s·Δc) underflows for "
+                        "Δc > 0.09)"),
+    }
+    """:class:`Domain` of parameters, merged with the parents'. Every numeric parameter must also
+    be a finite real number; one without a domain may take any such value."""
     modifies_negatives: ClassVar[bool] = False
 
     s: float = 64.0
 
+    def __post_init__(self) -> None:
+        self._check_params()
+
     # -- declarations, derived ---------------------------------------------------------------
     @classmethod
-    def _all_ranges(cls) -> dict[str, Range]:
-        merged: dict[str, Range] = {}
+    def _merged(cls, attribute: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
-            merged.update(klass.__dict__.get("ranges", {}))
+            merged.update(klass.__dict__.get(attribute, {}))
         return merged
+
+    @classmethod
+    def _all_ranges(cls) -> dict[str, Range]:
+        return cls._merged("ranges")
+
+    @classmethod
+    def param_domains(cls) -> dict[str, Domain]:
+        """The :class:`Domain` of every parameter that declares one."""
+        declared = cls._merged("domains")
+        return {f.name: declared[f.name] for f in fields(cls) if f.name in declared}
+
+    def _check_params(self) -> None:
+        """ValueError naming the first numeric parameter that is not a finite real number inside
+        its domain (parameters whose default is not a number, such as flags, are left alone)."""
+        domains = self.param_domains()
+        for f in fields(self):
+            if isinstance(f.default, bool) or not isinstance(f.default, numbers.Real):
+                continue
+            value, domain = getattr(self, f.name), domains.get(f.name)
+            where = f" (valid: {domain})" if domain is not None else ""
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{self.label} parameter {f.name} must be a number{where}, "
+                                 f"got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{self.label} parameter {f.name} must be finite{where}, got {value}")
+            if domain is not None and value not in domain:
+                reason = f": {domain.why}" if domain.why else ""
+                raise ValueError(f"{self.label} parameter {f.name} = {value:g} is outside {domain}"
+                                 f"{reason}")
 
     @classmethod
     def param_ranges(cls) -> dict[str, Range]:
@@ -367,6 +452,10 @@ class Margin:
 _M = Range(0.0, 1.0, 0.01, label="margin m", default=0.4, help="The method's own margin.")
 """The m of every method with an additive or angular m: one shared control in the app."""
 
+_ADDITIVE = Domain(0.0, 1.0, why="an additive margin is ≥ 0, and beyond 1 a perfect match (c_y = 1) "
+                                 "scores below a class orthogonal to it")
+"""The domain of an additive margin m (cosine units)."""
+
 
 @register_margin("softmax")
 @dataclass(frozen=True)
@@ -385,6 +474,7 @@ class CosFace(Margin):
     label = "CosFace"
     color = "#1f77b4"
     ranges = {"m": _M}
+    domains = {"m": _ADDITIVE}
 
     m: float = 0.4
 
@@ -400,6 +490,7 @@ class ArcFace(Margin):
     label = "ArcFace"
     color = "#d62728"
     ranges = {"m": _M}
+    domains = {"m": _ANGLE}
 
     m: float = 0.5
 
@@ -415,6 +506,7 @@ class NegativeAngular(Margin):
     label = "Negative angular"
     color = "#2ca02c"
     ranges = {"m": _M}
+    domains = {"m": _ANGLE}
 
     m: float = 0.4
 
@@ -435,6 +527,8 @@ class SphereFace(Margin):
     label = "SphereFace"
     color = "#9467bd"
     ranges = {"m": Range(1.0, 4.0, 0.05, key="sm", label="SphereFace multiplicative m")}
+    domains = {"m": Domain(1.0, 10.0, why="the angle is multiplied by m: 1 is no margin, the paper "
+                                          "uses 4")}
 
     m: float = 1.35
 
@@ -474,6 +568,8 @@ class Combined(Margin):
     ranges = {"m1": Range(0.5, 2.0, 0.05, label="combined m1"),
               "m2": Range(0.0, 1.0, 0.01, label="combined m2"),
               "m3": Range(0.0, 0.6, 0.01, label="combined m3")}
+    domains = {"m1": Domain(0.0, 10.0, lo_open=True, why="the angle is multiplied by m1 (1: none)"),
+               "m2": _ANGLE, "m3": _ADDITIVE}
 
     m1: float = 1.0
     m2: float = 0.3
@@ -504,12 +600,22 @@ class MagFace(Margin):
     ranges = {"l_a": Range(1.0, 20.0, shown=False), "u_a": Range(60.0, 150.0, shown=False),
               "l_m": Range(0.2, 0.5, shown=False), "u_m": Range(0.6, 1.0, shown=False),
               "lambda_g": Range(0.0, 50.0, shown=False)}
+    domains = {"l_a": Domain(0.0, lo_open=True, why="the regulariser divides by a ≥ l_a"),
+               "u_a": Domain(0.0, lo_open=True, why="the norm a is clamped to [l_a, u_a]"),
+               "l_m": _ANGLE, "u_m": _ANGLE,
+               "lambda_g": Domain(0.0, why="a negative weight rewards the regulariser")}
 
     l_a: float = 10.0
     u_a: float = 110.0
     l_m: float = 0.45
     u_m: float = 0.8
     lambda_g: float = 35.0
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not self.u_a > self.l_a:
+            raise ValueError(f"MagFace needs u_a > l_a (the norm a is clamped to [l_a, u_a]), got "
+                             f"l_a = {self.l_a:g}, u_a = {self.u_a:g}")
 
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
         return 1.0, magface_margin(norm, self.l_a, self.u_a, self.l_m, self.u_m), 0.0
@@ -538,6 +644,7 @@ class CurricularFace(Margin):
               "t": Range(0.0, 1.0, 0.01, key="ct", label="CurricularFace t", default=0.0,
                          help="The curriculum parameter: 0 early in training, it grows toward the "
                               "mean target cosine (about 0.5 late).")}
+    domains = {"m": _ANGLE}
     modifies_negatives: ClassVar[bool] = True
 
     m: float = 0.5
@@ -586,6 +693,15 @@ class AdaFace(Margin):
         "mean": Range(0.0, 100.0, 0.5, label="batch mean μ_z", default=20.0),
         "std": Range(0.5, 100.0, 0.5, label="batch std σ_z", default=10.0),
     }
+    domains = {
+        "m": Domain(0.0, 1.0, why="a margin is ≥ 0, and g_add = m·(ẑ + 1) reaches 2m: beyond 1 the "
+                                  "target logit at ẑ = +1 is below every negative logit, whatever θ"),
+        "h": Domain(-1.0, 1.0, why="ẑ = clip(h·(‖z‖ − μ_z)/σ_z, −1, 1): beyond ±1 a third of a "
+                                   "batch sits on the clip (the paper uses 0.33); a negative h flips "
+                                   "which norms count as high quality"),
+        "t_alpha": Domain(0.0, 1.0, lo_open=True,
+                          why="the weight of the new batch in the EMA of μ_z and σ_z"),
+    }
 
     m: float = 0.4
     h: float = 0.333
@@ -621,6 +737,7 @@ __all__ = [
     "EPS",
     "Margin",
     "Range",
+    "Domain",
     "Softmax",
     "CosFace",
     "ArcFace",

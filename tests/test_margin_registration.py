@@ -64,6 +64,10 @@ def test_registering_needs_nothing_else(tilted) -> None:
     assert tilted.param_ranges()["k"].lo <= 0.2 <= tilted.param_ranges()["k"].hi
     with pytest.raises(ValueError, match="already registered"):
         register_margin("tilted")(Tilted)
+    # its parameter is checked like the built-in ones': a finite number (it declares no domain)
+    with pytest.raises(ValueError, match="^Tilted parameter k must be finite, got nan"):
+        build_margin("tilted", k=float("nan"))
+    assert build_margin("tilted", k=-7.0).k == -7.0
 
 
 def test_build_head_forward_and_loss(tilted) -> None:
