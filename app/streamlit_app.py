@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _margin_controls)
     sys.path.insert(0, str(HERE))
 
+import _gc  # noqa: E402,F401  (once per process: the library imported, then frozen out of the GC)
+
 st.set_page_config(page_title="adaface_lab", layout="wide")
 
 PAGES = [
