@@ -52,12 +52,20 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _charts(at: AppTest) -> dict[str, dict[str, Any]]:
+    """The plotly specs (data + layout) of the charts in ``at``'s tree, by key: drawn in place by
+    app/_charts.py's component, or by st.plotly_chart where the app falls back to it."""
+    specs = {e.key: json.loads(e.proto.bytes) for e in at.get("bidi_component")}
+    specs.update({e.key: json.loads(e.proto.spec) for e in at.get("plotly_chart")})
+    return specs
+
+
 def _chart(at: AppTest, key: str) -> dict[str, Any]:
-    """The plotly spec (data + layout) of the chart with ``key``."""
-    for element in at.get("plotly_chart"):
-        if element.key == key:
-            return json.loads(element.proto.spec)
-    raise AssertionError(f"no chart {key!r}; have {[e.key for e in at.get('plotly_chart')]}")
+    """The plotly spec of the chart with ``key``."""
+    specs = _charts(at)
+    if key not in specs:
+        raise AssertionError(f"no chart {key!r}; have {sorted(specs)}")
+    return specs[key]
 
 
 def _trace(spec: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +75,18 @@ def _trace(spec: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError(f"no trace {name!r}; have {[t.get('name') for t in spec['data']]}")
 
 
+def _page(at: AppTest) -> AppTest:
+    """The whole page in ``at``'s tree. A control reruns only the fragments it affects, so after a
+    change the tree holds those alone; a plain run (no widget changed, so no callback) redraws the
+    whole page, as a reload would."""
+    if not at.title:
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
 def _slider(at: AppTest, page: str, key: str):
-    return at.sidebar.slider(key=f"{page}:{key}")
+    return _page(at).sidebar.slider(key=f"{page}:{key}")
 
 
 # ---- the maths: tests/formulas.py, written out independently of adaface_lab (DESIGN.md §2)
@@ -91,8 +109,7 @@ def _inside(x: np.ndarray, lo: float = 8.0, hi: float = 170.0) -> np.ndarray:
 
 def test_explorer_renders_its_four_figures() -> None:
     at = _run()
-    keys = {e.key for e in at.get("plotly_chart")}
-    assert keys == {"plane_chart", "gst_chart", "logit_chart", "terms_chart"}
+    assert set(_charts(at)) == {"plane_chart", "gst_chart", "logit_chart", "terms_chart"}
     assert at.title[0].value == "Margin explorer"
     plane = _chart(at, "plane_chart")
     heat = plane["data"][0]
@@ -164,7 +181,7 @@ def test_s_scales_the_gradient_and_detached_makes_df_dc_equal_s() -> None:
     np.testing.assert_allclose(cos32[ok], arc_gst(x, 32, 0.0, 0.4, 90)[ok], rtol=1e-6, atol=1e-9)
     assert 31.0 < cos32[hard] <= 32.0  # CosFace: |g| = (1 − P_y)·s → s for hard samples
 
-    at.sidebar.radio(key="explorer:conv").set_value("detached").run()
+    _page(at).sidebar.radio(key="explorer:conv").set_value("detached").run()
     assert not at.exception
     gst = _chart(at, "gst_chart")
     for name, shift, add in (("ArcFace", 0.4, 0.0), ("Negative angular", -0.4, 0.0)):
@@ -252,6 +269,68 @@ def test_param_parse_snaps_and_encodes() -> None:
     assert q.parse("c,a,c,zz") == ["c", "a"] and q.parse("zz") == ["a"] and q.parse("") == []
     with pytest.raises(ValueError):
         Param("y", "y", "float", 1.0)
+
+
+# ----------------------------------------------------------------------------- fragments
+
+
+def _changes(at: AppTest, page: str) -> list[tuple[str, Any]]:
+    """One new value for each control in the page's sidebar (a few steps from its current one)."""
+    out: list[tuple[str, Any]] = []
+    for slider in at.sidebar.slider:
+        lo, hi, step = slider.proto.min, slider.proto.max, slider.proto.step
+        out.append((slider.key, min(hi, slider.value + 3 * step) if slider.value + 3 * step <= hi
+                    else max(lo, slider.value - 3 * step)))
+    assert [r.key for r in at.sidebar.radio] == [f"{page}:conv"]
+    out.append((f"{page}:conv", "detached"))
+    if page == "explorer":
+        out.append(("explorer:methods", ["cosface", "magface"]))
+    return out
+
+
+def _widget(at: AppTest, key: str):
+    for kind in ("slider", "radio", "multiselect", "selectbox"):
+        found = [w for w in getattr(at, kind) if w.key == key]
+        if found:
+            return found[0]
+    raise AssertionError(f"no widget {key!r}")
+
+
+@pytest.mark.parametrize("page", ["explorer", "gallery"])
+def test_a_control_reruns_its_figures_and_leaves_none_stale(page: str) -> None:
+    """Each control reruns only the fragments that read it: after a change the tree holds those
+    alone (no sidebar, no title), and what the browser then shows (the rerun figures over the
+    others) equals what a full run of the page draws, for every control of the page."""
+    at = _run() if page == "explorer" else _gallery(_run())
+    shown = _charts(at)
+    rerun_sizes = []
+    for key, value in _changes(at, page):
+        _widget(_page(at), key).set_value(value).run()
+        assert not at.exception, (key, at.exception)
+        assert not at.title and not at.sidebar.slider, f"{key} reran the whole page"
+        rerun = _charts(at)
+        shown.update(rerun)
+        rerun_sizes.append(len(rerun))
+        full = _charts(_page(at))
+        assert set(full) == set(shown)
+        for name, spec in full.items():
+            assert shown[name] == spec, f"{name} is stale after a change of {key}"
+    assert min(rerun_sizes) < len(shown)  # some control leaves some figure alone
+
+
+def test_which_figures_a_control_reruns() -> None:
+    at = _run()
+    _slider(at, "explorer", "phi").set_value(100.0).run()  # φ: not AdaFace's terms
+    assert set(_charts(at)) == {"plane_chart", "gst_chart", "logit_chart"}
+    _slider(at, "explorer", "norm").set_value(31.0).run()  # ‖z‖: all four
+    assert set(_charts(at)) == {"plane_chart", "gst_chart", "logit_chart", "terms_chart"}
+    _page(at).sidebar.multiselect(key="explorer:methods").set_value(["arcface"]).run()
+    assert set(_charts(at)) == {"gst_chart", "logit_chart"}
+    assert "Methods shown: ArcFace." in at.caption[-1].value  # and the footer
+    _gallery(at)
+    _slider(at, "gallery", "cols").set_value(3).run()  # panels per row: the grid alone
+    assert set(_charts(at)) == {"grid_chart"}
+    assert at.query_params["cols"] in ("3", ["3"])  # and the URL says so
 
 
 # ----------------------------------------------------------------------------- page 2: gallery

@@ -6,6 +6,10 @@ writes the new value into the URL and into the AdaFace-terms chart), checks that
 is on the page and that the charts are drawn, and saves a screenshot to
 reports/screenshots/margin_explorer.png (and to $ADAFACE_LAB_SCREENSHOT when set).
 
+A second test checks how a slider move reaches the browser: the charts are updated in place
+(the same graph elements, ``Plotly.react``), and a chart the control does not affect is neither
+sent nor redrawn.
+
 Chromium comes from Debian (scripts/install_chromium.sh); Playwright's own browser downloads are
 never used. A missing Chromium fails this test, it does not skip it.
 """
@@ -35,7 +39,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ERROR_SELECTOR = '[data-testid="stException"], [data-testid="stAlertContentError"]'
-CHART_SELECTOR = '[data-testid="stPlotlyChart"]'
+CHART_SELECTOR = ".js-plotly-plot"
+"""A Plotly graph, however the page drew it (app/_charts.py's component or st.plotly_chart)."""
 
 
 def _free_port() -> int:
@@ -164,3 +169,59 @@ def test_margin_explorer_in_chromium(app_url: str) -> None:
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+_RENDERS = """() => Array.from(document.querySelectorAll('.adaface-lab-chart')).map(gd => {
+  gd.__probe = gd.__probe || Math.random();
+  return {probe: gd.__probe, renders: Number(gd.dataset.renders),
+          title: (gd.layout && gd.layout.title && gd.layout.title.text) || ''};
+})"""
+
+
+def test_a_slider_move_updates_only_its_charts_in_place(app_url: str) -> None:
+    """Moving φ on the explorer redraws the plane and both curve charts where they are: the same
+    graph elements (not new ones), each redrawn once more; AdaFace's terms chart, which φ does not
+    change, is not redrawn, and the page's websocket brings no sidebar widget."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install_chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1450})
+            frames: list[bytes] = []
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(
+                f if isinstance(f, bytes) else f.encode())))
+            page.goto(app_url, wait_until="domcontentloaded", timeout=30_000)
+            page.wait_for_function(
+                "() => { const g = Array.from(document.querySelectorAll('.adaface-lab-chart')); "
+                "return g.length === 4 && g.every(x => x.querySelector('.main-svg') && "
+                "Number(x.dataset.renders) >= 1); }", timeout=45_000)
+            _wait_idle(page)
+            before = page.evaluate(_RENDERS)
+            assert [c["title"].split(" (")[0] for c in before] == [
+                "AdaFace", "Gradient scaling term", "Target logit f(θ<sub>y</sub>) / s",
+                "AdaFace's adaptive terms"]
+            frames.clear()
+
+            _step_slider(page, "angle φ", "91")
+            page.wait_for_function("() => window.location.search.includes('phi=91')", timeout=30_000)
+            page.wait_for_function(
+                "(b) => { const r = Array.from(document.querySelectorAll('.adaface-lab-chart'))"
+                ".map(g => Number(g.dataset.renders)); return r[0] > b[0] && r[1] > b[1] && r[2] > b[2]; }",
+                arg=[c["renders"] for c in before], timeout=30_000)
+            _wait_idle(page)
+            page.wait_for_timeout(500)  # anything late would show now
+            after = page.evaluate(_RENDERS)
+
+            assert [c["probe"] for c in after] == [c["probe"] for c in before]  # the same elements
+            assert [a["renders"] - b["renders"] for a, b in zip(after, before)] == [1, 1, 1, 0]
+            assert "φ = 91°" in after[1]["title"]
+            received = b"".join(frames)
+            assert b"terms_chart" not in received and b"plane_chart" in received
+            assert b"margin m" not in received and b"scale s" not in received  # no sidebar widget
+            assert page.locator(ERROR_SELECTOR).count() == 0
+        finally:
+            browser.close()
