@@ -37,7 +37,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -170,6 +170,20 @@ class TrainingState:
 # ============================================================================ the folder
 
 
+class _File:
+    """A file of the run folder, as an attribute of :class:`RunFolder` that gives its path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, folder: None, owner: type) -> "_File": ...
+    @overload
+    def __get__(self, folder: "RunFolder", owner: type) -> Path: ...
+    def __get__(self, folder: "RunFolder | None", owner: type) -> "Path | _File":
+        return self if folder is None else folder.path / self.name
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """A run folder's files: their paths, reading each with an error that names it, and writing them."""
@@ -179,30 +193,13 @@ class RunFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    # -- paths ----------------------------------------------------------------------------------
-    @property
-    def records(self) -> Path:
-        return self.path / RECORDS
-
-    @property
-    def steps(self) -> Path:
-        return self.path / STEPS
-
-    @property
-    def epochs(self) -> Path:
-        return self.path / EPOCHS
-
-    @property
-    def config(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
-
-    @property
-    def progress(self) -> Path:
-        return self.path / PROGRESS
+    # -- paths (each a Path under ``path``) ---------------------------------------------------------
+    records = _File(RECORDS)
+    steps = _File(STEPS)
+    epochs = _File(EPOCHS)
+    config = _File(CONFIG)
+    checkpoint = _File(CHECKPOINT)
+    progress = _File(PROGRESS)
 
     def holds_run(self) -> bool:
         """True when a run has left something to lose here: a checkpoint or an epoch's files (a run that
