@@ -24,6 +24,11 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Take ``name`` out again (a test's temporary entry); ValueError if it is not there."""
+        self.require(name)
+        return self._entries.pop(name)
+
     def names(self) -> list[str]:
         return sorted(self._entries) if self._sort else list(self._entries)
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .margins import adaface_z_hat
 from .quality import quality_from_brisque
 
 __all__ = [
@@ -48,6 +49,11 @@ __all__ = [
     "pick_images_along_norm",
     "SignCheck",
     "sign_check",
+    "correlations_by_quality",
+    "norm_growth",
+    "means_by_bin",
+    "z_hat_from_steps",
+    "ema_start_weight",
 ]
 
 #: Columns every records frame must have for these analyses (a run records more: adaface_lab.runs.RECORD_COLUMNS).
@@ -559,3 +565,104 @@ def sign_check(correlations: pd.DataFrame, threshold: float = 0.1, epoch: int = 
             f"{vs_py}{history}"
         )
     return SignCheck(verdict, e, r, r_py, threshold, msg)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- taught in notebooks 2-4
+
+
+def correlations_by_quality(
+    records: pd.DataFrame,
+    qualities: Sequence[str] | None = None,
+    method: Literal["pearson", "spearman"] = "pearson",
+    features: Sequence[str] = ("norm", "p_y"),
+) -> pd.DataFrame:
+    """:func:`correlation_by_epoch` for each quality column, stacked: one row per (quality, epoch).
+
+    ``qualities`` defaults to :func:`available_qualities` (BRISQUE's and, on SyntheticFaces, the
+    ground truth's). Taught in ``notebooks/03_norm_vs_quality.ipynb`` (§3.1) and
+    ``notebooks/04_trajectories.ipynb`` (§4.2).
+    """
+    chosen = available_qualities(records) if qualities is None else list(qualities)
+    if not chosen:
+        raise ValueError(f"records hold no quality column with a finite value; columns: {list(records.columns)}")
+    return pd.concat([correlation_by_epoch(records, quality=q, method=method, features=features) for q in chosen],
+                     ignore_index=True)
+
+
+def norm_growth(records: pd.DataFrame, start: int | None = None, end: int = -1) -> pd.DataFrame:
+    """Each sample's change of feature norm between two epochs.
+
+    Returns the ``end`` epoch's records (default the last) with ``norm_growth`` = ‖z‖ at ``end``
+    − ‖z‖ at ``start`` (default the first recorded epoch) added; NaN for a sample not recorded at
+    ``start``. Epochs are addressed as in :func:`resolve_epoch`. Taught in
+    ``notebooks/04_trajectories.ipynb`` (§4.2).
+    """
+    require_columns(records, ("sample_id", "epoch", "norm"))
+    e_end = resolve_epoch(records, end)
+    e_start = int(records["epoch"].min()) if start is None else resolve_epoch(records, start)
+    before = records[records["epoch"] == e_start].drop_duplicates("sample_id", keep="last").set_index("sample_id")
+    after = records[records["epoch"] == e_end].reset_index(drop=True)
+    grown = after["norm"].to_numpy(np.float64) - before["norm"].reindex(after["sample_id"]).to_numpy(np.float64)
+    return after.assign(norm_growth=grown)
+
+
+def means_by_bin(
+    records: pd.DataFrame,
+    by: str,
+    bins: int | Sequence[float],
+    columns: Sequence[str],
+    epoch: int = -1,
+    equal_counts: bool = False,
+) -> pd.DataFrame:
+    """Mean of ``columns`` within bins of column ``by``, at one epoch.
+
+    ``bins``: edges (ascending; each bin holds (left, right], the first also its left edge) or a
+    number of bins — of equal width, or with ``equal_counts=True`` of equal size (4: quartiles).
+    Rows whose ``by`` is not finite are left out; NaN values of a column are left out of its mean.
+    Returns one row per non-empty bin, indexed by its interval (index name ``"<by> bin"``): the
+    mean of each column, and ``n``, the rows in the bin. Taught in
+    ``notebooks/03_norm_vs_quality.ipynb`` (§3.3, by severity) and ``notebooks/04_trajectories.ipynb``
+    (§4.3, by norm quartile).
+    """
+    require_columns(records, ("epoch", by, *columns))
+    at = records[records["epoch"] == resolve_epoch(records, epoch)]
+    at = at[np.isfinite(at[by].to_numpy(np.float64))]
+    if equal_counts:
+        if not isinstance(bins, (int, np.integer)):
+            raise ValueError("equal_counts=True takes a number of bins, not edges")
+        binned = pd.qcut(at[by], int(bins))
+    else:
+        binned = pd.cut(at[by], bins, include_lowest=True)
+    grouped = at.astype({c: np.float64 for c in columns}).groupby(binned, observed=True)
+    out = grouped[list(columns)].mean()
+    out["n"] = grouped.size()
+    return out.rename_axis(f"{by} bin")
+
+
+def z_hat_from_steps(records: pd.DataFrame, steps: pd.DataFrame, h: float) -> np.ndarray:
+    """AdaFace's ẑ of each record recomputed from its norm and the EMA (μ_z, σ_z) of its step: (N,).
+
+    Each record carries the optimiser ``step`` at which its sample was seen; ``steps`` holds the
+    head's ``batch_mean`` and ``batch_std`` after that step (the values its ẑ used, updated before
+    use). NaN for a record whose step is not in ``steps``. In records' order. Taught in
+    ``notebooks/02_adaptive_margin.ipynb`` (§2.4).
+    """
+    require_columns(records, ("step", "norm"))
+    require_columns(steps, ("step", "batch_mean", "batch_std"), what="steps")
+    ema = steps.drop_duplicates("step", keep="last").set_index("step")
+    mean = ema["batch_mean"].reindex(records["step"]).to_numpy(np.float64)
+    std = ema["batch_std"].reindex(records["step"]).to_numpy(np.float64)
+    return np.asarray(adaface_z_hat(records["norm"].to_numpy(np.float64), mean, std, h))
+
+
+def ema_start_weight(n_steps: int, t_alpha: float) -> float:
+    """The weight an EMA's starting value keeps after ``n_steps`` updates μ ← t_alpha·x + (1 − t_alpha)·μ.
+
+    (1 − t_alpha)^n: AdaFace's σ_z starts at 100, so early in a run its EMA still remembers that
+    start (time constant 1/t_alpha steps). Taught in ``notebooks/02_adaptive_margin.ipynb`` (§2.4).
+    """
+    if not 0.0 < t_alpha <= 1.0:
+        raise ValueError(f"t_alpha must lie in (0, 1], got {t_alpha}")
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    return float((1.0 - t_alpha) ** n_steps)

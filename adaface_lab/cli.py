@@ -9,36 +9,36 @@
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
 
-Other modules add their sub-commands through a hook: a module listed in ``SUBCOMMAND_HOOKS`` that
-defines ``add_<name>_subparser(subparsers)`` (registering a parser whose ``func(args)`` returns an exit
-code) is wired in when it imports; a missing module or function is skipped.
+Other modules define their sub-commands: ``SUBCOMMAND_HOOKS`` lists their ``add_<name>_subparser(subparsers)``
+functions, each registering a parser whose ``func(args)`` returns an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With the default spinning, a
 # small model on 2 threads ran ~10x slower whenever other processes shared the cores (bench/bench_train.py
 # conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
+from .reports import add_reports_subparser  # noqa: E402
+
 __all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS"]
 
-#: (module, function) pairs that register further sub-commands; each is optional.
-SUBCOMMAND_HOOKS: tuple[tuple[str, str], ...] = (
-    ("adaface_lab.quality", "add_quality_subparser"),
-    ("adaface_lab.evaluate", "add_eval_subparser"),
-    ("adaface_lab.reports", "add_reports_subparser"),
+#: The functions that register the sub-commands besides ``train``, in the order ``--help`` lists them.
+SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
+    add_quality_subparser,
+    add_reports_subparser,
 )
 
 # Help for the train options, by TrainConfig field (the option is --field-name).
@@ -96,17 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with ``train`` and every sub-command whose hook imports."""
+    """The top-level parser with ``train`` and the sub-commands of :data:`SUBCOMMAND_HOOKS`."""
     parser = argparse.ArgumentParser(
         prog="adaface-lab", description="A lab for quality-adaptive margin losses (AdaFace and its relatives)."
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_train_subparser(subparsers)
-    for module_name, function_name in SUBCOMMAND_HOOKS:
-        try:
-            hook = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError):
-            continue  # not (yet) provided by that module
+    for hook in SUBCOMMAND_HOOKS:
         hook(subparsers)
     return parser
 

@@ -49,6 +49,7 @@ __all__ = [
     "evaluate_pairs",
     "pair_quality_bins",
     "verification_by_bin",
+    "compare_by_bin",
 ]
 
 #: The false accept rates at which TAR is reported by default.
@@ -474,3 +475,25 @@ def verification_by_bin(
         rows.append(row)
     cols = ["bin", "n_pairs", "n_genuine", "n_impostor", "accuracy", "accuracy_std", "auc"]
     return pd.DataFrame(rows, columns=cols + [f"tar@far={far:g}" for far in far_targets])
+
+
+def compare_by_bin(table: pd.DataFrame, baseline: pd.DataFrame,
+                   metrics: Sequence[str] = ("accuracy", "auc")) -> pd.DataFrame:
+    """Per quality bin, ``table`` minus ``baseline`` (two :func:`verification_by_bin` frames).
+
+    Returns one row per bin present in both (in ``table``'s order), indexed by ``bin``: the
+    difference of each metric (same column names), ``fold_std`` (the larger of the two accuracy
+    standard deviations over folds) and ``beyond_noise`` (|accuracy difference| > ``fold_std``).
+    Taught in ``notebooks/05_adaface_vs_arcface.ipynb`` (§5.3).
+    """
+    for name, frame in (("table", table), ("baseline", baseline)):
+        missing = [c for c in ("bin", "accuracy", "accuracy_std", *metrics) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks the columns {missing}; expected a verification_by_bin frame")
+    a, b = table.set_index("bin"), baseline.set_index("bin")
+    shared = [label for label in a.index if label in b.index]
+    a, b = a.loc[shared], b.loc[shared]
+    out = pd.DataFrame({m: a[m] - b[m] for m in metrics})
+    out["fold_std"] = np.maximum(a["accuracy_std"], b["accuracy_std"])
+    out["beyond_noise"] = (a["accuracy"] - b["accuracy"]).abs() > out["fold_std"]
+    return out

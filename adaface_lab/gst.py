@@ -19,11 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from .margins import AdaFace, Margin, build_margin
+from .margins import Margin, build_margin
+
+if TYPE_CHECKING:
+    import torch
+
+    from .heads import MarginHead
 
 Convention = Literal["official", "detached"]
 CONVENTIONS: tuple[str, ...] = ("official", "detached")
@@ -41,25 +46,12 @@ def resolve_context(
     z_hat: Any = None,
     mean: float | None = None,
     std: float | None = None,
+    t: float | None = None,
 ) -> dict[str, Any]:
-    """The per-sample keywords ``margin`` needs, from what the caller knows.
-
-    AdaFace takes ``z_hat`` directly or computes it from (``norm``, ``mean``, ``std``) with its h;
-    MagFace takes ``norm``. Other methods need nothing.
-    """
-    context: dict[str, Any] = {}
-    if "z_hat" in margin.needs:
-        if z_hat is None:
-            if norm is None or mean is None or std is None:
-                raise ValueError("AdaFace needs z_hat, or norm together with mean and std")
-            assert isinstance(margin, AdaFace)
-            z_hat = margin.z_hat(np.asarray(norm, dtype=float), mean, std)
-        context["z_hat"] = z_hat
-    if "norm" in margin.needs:
-        if norm is None:
-            raise ValueError(f"{margin.name} needs the feature norm")
-        context["norm"] = norm
-    return context
+    """The per-sample keywords ``margin`` needs, from what the caller knows (each margin says how:
+    :meth:`adaface_lab.margins.Margin.resolve_context`; e.g. AdaFace takes ``z_hat`` directly or
+    computes it from ``norm``, ``mean`` and ``std``, MagFace takes ``norm``)."""
+    return margin.resolve_context(norm=norm, z_hat=z_hat, mean=mean, std=std, t=t)
 
 
 def target_derivative(margin: Margin, c_y: np.ndarray, convention: Convention = "official",
@@ -78,26 +70,28 @@ def target_gst(margin: Margin, c_y: np.ndarray, p_y: np.ndarray, convention: Con
 
 
 def negative_gst(margin: Margin, c_j: np.ndarray, c_y: np.ndarray, p_j: np.ndarray,
-                 convention: Convention = "official", t: float = 0.0) -> np.ndarray:
-    """g_j = P_j · d logit_j/dc_j for a negative class (differs from P_j·s only for CurricularFace)."""
+                 convention: Convention = "official", **context: Any) -> np.ndarray:
+    """g_j = P_j · d logit_j/dc_j for a negative class (differs from P_j·s only for CurricularFace,
+    whose ``t`` comes with the context)."""
     _check_convention(convention)
     if convention == "detached":
         return np.asarray(p_j) * margin.s
-    return np.asarray(p_j) * margin.negative_derivative(c_j, c_y, t=t)
+    return np.asarray(p_j) * margin.negative_derivative(c_j, c_y, **context)
 
 
-def two_class(margin: Margin, c_y: np.ndarray, c_j: np.ndarray, *, t: float = 0.0,
+def two_class(margin: Margin, c_y: np.ndarray, c_j: np.ndarray, *,
               convention: Convention = "official", **context: Any) -> dict[str, np.ndarray]:
     """Logits, P_y and both GSTs for a two-class problem (W_y and one negative W_j).
 
-    Returns a dict of arrays shaped like ``c_y``: ``logit_y``, ``logit_j``, ``p_y``, ``g``
-    (target GST) and ``g_j`` (negative GST).
+    ``context``: the margin's per-sample keywords (``norm``, ``z_hat``, ``t``; see
+    :func:`resolve_context`). Returns a dict of arrays shaped like ``c_y``: ``logit_y``,
+    ``logit_j``, ``p_y``, ``g`` (target GST) and ``g_j`` (negative GST).
     """
     logit_y = margin.target_logit(c_y, **context)
-    logit_j = margin.negative_logit(c_j, c_y, t=t)
+    logit_j = margin.negative_logit(c_j, c_y, **context)
     p_y = 0.5 * (1.0 + np.tanh(0.5 * (logit_y - logit_j)))  # stable sigmoid(f − logit_j)
     g = target_gst(margin, c_y, p_y, convention, **context)
-    g_j = negative_gst(margin, c_j, c_y, 1.0 - p_y, convention, t=t)
+    g_j = negative_gst(margin, c_j, c_y, 1.0 - p_y, convention, **context)
     return {"logit_y": logit_y, "logit_j": logit_j, "p_y": p_y, "g": g, "g_j": g_j}
 
 
@@ -106,13 +100,13 @@ def _angle_between(alpha: np.ndarray, direction: float) -> np.ndarray:
     return np.abs((alpha - direction + math.pi) % (2 * math.pi) - math.pi)
 
 
-def arc_profile(margin: Margin, theta_y: np.ndarray, *, phi: float = math.pi / 2, t: float = 0.0,
+def arc_profile(margin: Margin, theta_y: np.ndarray, *, phi: float = math.pi / 2,
                 convention: Convention = "official", **context: Any) -> dict[str, np.ndarray]:
     """:func:`two_class` along the unit circle, for features at angle ``theta_y`` (rad) from W_y
     rotating toward W_j (so θ_j = |θ_y − φ|). Adds ``theta_y`` and ``theta_j`` to the dict."""
     theta_y = np.asarray(theta_y, dtype=float)
     theta_j = _angle_between(theta_y, phi)
-    out = two_class(margin, np.cos(theta_y), np.cos(theta_j), t=t, convention=convention, **context)
+    out = two_class(margin, np.cos(theta_y), np.cos(theta_j), convention=convention, **context)
     out.update(theta_y=theta_y, theta_j=theta_j)
     return out
 
@@ -121,13 +115,14 @@ def arc_profile(margin: Margin, theta_y: np.ndarray, *, phi: float = math.pi / 2
 class FeaturePlane:
     """A method's Fig. 3 picture: fields on a square grid over the unit disc (NaN outside).
 
+    ``margin``: the method drawn (``method`` and ``params`` are its name and parameters);
     ``x``, ``y``: (R,) grid coordinates; ``theta_y``, ``theta_j`` (rad), ``norm``, ``p_y``, ``g``
     and ``g_j``: (R, R) arrays indexed [y, x]; ``b0`` and ``b1``: lists of (K, 2) polylines;
-    ``w_y``, ``w_j``: the unit class vectors.
+    ``w_y``, ``w_j``: the unit class vectors; ``context``: what the caller gave (norm, ẑ, μ_z,
+    σ_z, t).
     """
 
-    method: str
-    params: dict[str, float]
+    margin: Margin
     phi: float
     convention: str
     x: np.ndarray
@@ -143,6 +138,16 @@ class FeaturePlane:
     w_y: np.ndarray
     w_j: np.ndarray
     context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        """The margin's registered name."""
+        return self.margin.name
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The margin's parameters."""
+        return self.margin.params()
 
 
 def feature_plane(
@@ -182,10 +187,10 @@ def feature_plane(
         norms = np.where(inside, np.nan if norm is None else norm, np.nan).astype(dtype)
     have_norm = norm is not None or radial_norm is not None
     context = resolve_context(
-        margin, norm=norms[inside] if have_norm else None, z_hat=z_hat, mean=mean, std=std
-    ) if margin.needs else {}
+        margin, norm=norms[inside] if have_norm else None, z_hat=z_hat, mean=mean, std=std, t=t
+    )
 
-    fields = two_class(margin, c_y, c_j, t=t, convention=convention, **context)
+    fields = two_class(margin, c_y, c_j, convention=convention, **context)
 
     def _full(values: np.ndarray) -> np.ndarray:
         out = np.full(radius.shape, np.nan, dtype=dtype)
@@ -195,8 +200,7 @@ def feature_plane(
     b0 = [_ray(phi / 2), _ray(phi / 2 + math.pi)]
     b1 = _boundary_b1(margin, phi, norm, z_hat, mean, std, radial_norm, t)
     return FeaturePlane(
-        method=margin.name,
-        params=margin.params(),
+        margin=margin,
         phi=phi,
         convention=convention,
         x=axis,
@@ -211,8 +215,8 @@ def feature_plane(
         b1=b1,
         w_y=np.array([1.0, 0.0]),
         w_j=np.array([math.cos(phi), math.sin(phi)]),
-        context={k: v for k, v in (("norm", norm), ("z_hat", z_hat), ("mean", mean), ("std", std))
-                 if v is not None},
+        context={k: v for k, v in (("norm", norm), ("z_hat", z_hat), ("mean", mean), ("std", std),
+                                   ("t", t)) if v is not None},
     )
 
 
@@ -258,10 +262,10 @@ def _boundary_b1(margin: Margin, phi: float, norm: float | None, z_hat: float | 
         context = resolve_context(
             margin,
             norm=None if r_norm is None else np.full_like(alpha, r_norm),
-            z_hat=z_hat, mean=mean, std=std,
+            z_hat=z_hat, mean=mean, std=std, t=t,
         )
         c_y, c_j = np.cos(alpha), np.cos(alpha - phi)
-        diff = margin.target_logit(c_y, **context) - margin.negative_logit(c_j, c_y, t=t)
+        diff = margin.target_logit(c_y, **context) - margin.negative_logit(c_j, c_y, **context)
         nxt = np.roll(diff, -1)
         crossing = np.flatnonzero((diff > 0) != (nxt > 0))
         frac = diff[crossing] / (diff[crossing] - nxt[crossing])
@@ -277,10 +281,90 @@ def _boundary_b1(margin: Margin, phi: float, norm: float | None, z_hat: float | 
     return [np.asarray(points) for points in branches.values() if len(points) > 1]
 
 
+# --------------------------------------------------------------------------- taught in notebook 1
+
+
+def b1_on_arc(
+    margin: Margin | str,
+    *,
+    phi: float = math.pi / 2,
+    norm: float | None = None,
+    z_hat: float | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    t: float = 0.0,
+    resolution: int = 4097,
+) -> float:
+    """Where B1 crosses the arc from W_y to W_j: the angle θ_y (rad) from W_y at which P_y = ½.
+
+    On the arc θ_j = φ − θ_y, and two-class softmax gives P_y = ½ where f(c_y) = logit_j(c_j). The
+    first sign change of f − logit_j on ``resolution`` angles in [0, φ] is refined by linear
+    interpolation. NaN when P_y stays on one side of ½ along the whole arc (e.g. a margin larger
+    than the arc). Softmax's B1 is B0 (φ/2); ArcFace's is (φ − m)/2. The context keywords are
+    :func:`feature_plane`'s. Taught in ``notebooks/01_margins_and_gst.ipynb`` (§1.4).
+    """
+    if isinstance(margin, str):
+        margin = build_margin(margin)
+    if not 0 < phi <= math.pi:
+        raise ValueError(f"phi must lie in (0, π], got {phi}")
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2, got {resolution}")
+    context = resolve_context(margin, norm=norm, z_hat=z_hat, mean=mean, std=std) if margin.needs else {}
+    theta = np.linspace(0.0, phi, resolution)  # (R,) from W_y to W_j
+    c_y = np.cos(theta)
+    excess = margin.target_logit(c_y, **context) - margin.negative_logit(np.cos(phi - theta), c_y, t=t)  # > 0: P_y > ½
+    lost = np.flatnonzero(excess <= 0)
+    if len(lost) == 0 or lost[0] == 0:
+        return float("nan")
+    i = int(lost[0])
+    frac = excess[i - 1] / (excess[i - 1] - excess[i])
+    return float(theta[i - 1] + frac * (theta[i] - theta[i - 1]))
+
+
+class AutogradCheck(NamedTuple):
+    """The target-class g of each sample found two ways: ``autograd``, ``analytic`` and ``p_y``, (B,) each."""
+
+    autograd: np.ndarray
+    analytic: np.ndarray
+    p_y: np.ndarray
+
+    @property
+    def relative_error(self) -> float:
+        """max |analytic − autograd| / max |autograd| over the batch."""
+        return float(np.abs(self.analytic - self.autograd).max() / np.abs(self.autograd).max())
+
+
+def autograd_check(head: "MarginHead", cos: "torch.Tensor", norms: "torch.Tensor",
+                   labels: "torch.Tensor") -> AutogradCheck:
+    """∂L/∂c_y found by autograd through ``head`` beside the analytic g = (P_y − 1)·df/dc.
+
+    ``cos``: (B, C) cosines (float64 keeps the comparison exact), ``norms``: (B, 1), ``labels``: (B,).
+    L is the head's summed loss (cross-entropy plus any auxiliary term). The analytic g uses the
+    head's margin, its convention (``detach_margin``) and the per-sample context the head recorded
+    (AdaFace's ẑ, MagFace's norm). Calling it updates a stateful head as a training step would.
+    Taught in ``notebooks/01_margins_and_gst.ipynb`` (§1.3).
+    """
+    import torch
+
+    cos = cos.detach().clone().requires_grad_()
+    logits = head.logits_from_cos(cos, norms, labels)
+    head.loss(logits, labels, reduction="sum").backward()
+    rows = torch.arange(len(labels))
+    assert cos.grad is not None
+    p_y = torch.softmax(logits.detach(), dim=1)[rows, labels].numpy()
+    context = {k: head.diagnostics[k].numpy() for k in head.margin.needs}
+    convention: Convention = "detached" if head.detach_margin else "official"
+    analytic = target_gst(head.margin, cos.detach()[rows, labels].numpy(), p_y, convention, **context)
+    return AutogradCheck(autograd=cos.grad[rows, labels].numpy(), analytic=analytic, p_y=p_y)
+
+
 __all__ = [
     "CONVENTIONS",
+    "AutogradCheck",
     "FeaturePlane",
     "arc_profile",
+    "autograd_check",
+    "b1_on_arc",
     "feature_plane",
     "negative_gst",
     "resolve_context",

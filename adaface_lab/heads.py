@@ -11,6 +11,11 @@ an arccos/cos over every class and never a B×C one-hot mask. (CurricularFace co
 negative with its row's threshold, which its definition needs.) Non-target logits are s·c_j; the
 official code computes s·clamp(c_j, −1+ε, 1−ε), which differs only where |c_j| > 1 − ε.
 
+One generic :class:`MarginHead` serves every registered margin (a margin registered later too); only
+methods with state have a head class of their own: AdaFace (the EMA of μ_z, σ_z), CurricularFace
+(its t) and MagFace (its regulariser). State-dict keys are the official ones: ``kernel``, and
+AdaFace's buffers ``t``, ``batch_mean``, ``batch_std``.
+
 ``detach_margin=True`` gives the insightface / CVLface convention: the same logits, but the margin
 is computed without gradient, so df/dc = s for every method (DESIGN.md §2, "detached-margin").
 
@@ -29,13 +34,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import Registry
-from .margins import Margin, build_margin, magface_regularizer
+from .margins import MARGINS, Margin, build_margin, list_margins, magface_regularizer
 
-HEADS: Registry[type["MarginHead"]] = Registry("head")
+
+class _HeadRegistry(Registry[type["MarginHead"]]):
+    """The head class of every registered margin: the stateful heads registered here by name, the
+    generic :class:`MarginHead` for every other margin. Names follow the margin registry."""
+
+    def names(self) -> list[str]:
+        return list_margins()
+
+    def __contains__(self, name: object) -> bool:
+        return name in MARGINS
+
+    def get(self, name: str) -> type["MarginHead"]:
+        self.require(name)
+        return self._entries.get(name, MarginHead)
+
+
+HEADS: Registry[type["MarginHead"]] = _HeadRegistry("head")
 
 
 def register_head(name: str) -> Callable[[type["MarginHead"]], type["MarginHead"]]:
-    """Class decorator: register a head class under ``name`` (also the name of its margin)."""
+    """Class decorator: register the head class of the margin ``name``, for a method with state."""
 
     def deco(cls: type[MarginHead]) -> type[MarginHead]:
         cls.margin_name = name
@@ -45,17 +66,18 @@ def register_head(name: str) -> Callable[[type["MarginHead"]], type["MarginHead"
 
 
 def list_heads() -> list[str]:
-    """Names of every registered head."""
+    """Names of every head: one per registered margin."""
     return HEADS.names()
 
 
 def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> "MarginHead":
-    """Make the head ``name``; ``params`` are the margin's (s, m, h, …) plus ``detach_margin``.
+    """Make the head of the margin ``name``; ``params`` are the margin's (s, m, h, …) plus
+    ``detach_margin`` and ``validate``.
 
     Raises ValueError for an unknown head or parameter.
     """
     cls = HEADS.get(name)
-    return cls(embedding_size=embedding_size, num_classes=num_classes, **params)
+    return cls(embedding_size=embedding_size, num_classes=num_classes, margin_name=name, **params)
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -111,13 +133,15 @@ def _check_inputs(
 
 
 class MarginHead(nn.Module):
-    """Cosine classifier with a margin on the target logit (one subclass per method).
+    """Cosine classifier with the margin ``margin_name`` on the target logit (any registered margin;
+    methods with state subclass it and override the hooks below).
 
     Parameters: ``kernel`` (embedding_size, num_classes) — the class weights, stored transposed
     relative to ``nn.Linear`` as in the official code, so released head states load unchanged.
     """
 
     margin_name: ClassVar[str] = "softmax"
+    """The margin of a stateful head class (the generic head takes it as an argument)."""
 
     def __init__(
         self,
@@ -125,12 +149,15 @@ class MarginHead(nn.Module):
         num_classes: int = 1000,
         detach_margin: bool = False,
         validate: bool = True,
+        margin_name: str | None = None,
         **margin_params: Any,
     ) -> None:
         super().__init__()
         if embedding_size < 1 or num_classes < 2:
             raise ValueError("embedding_size must be ≥ 1 and num_classes ≥ 2")
-        self.margin: Margin = build_margin(self.margin_name, **margin_params)
+        if margin_name and type(self) is not MarginHead and margin_name != self.margin_name:
+            raise ValueError(f"{type(self).__name__} is the head of {self.margin_name!r}, not {margin_name!r}")
+        self.margin: Margin = build_margin(margin_name or self.margin_name, **margin_params)
         self.embedding_size = embedding_size
         self.num_classes = num_classes
         self.detach_margin = detach_margin
@@ -187,8 +214,7 @@ class MarginHead(nn.Module):
         context = self._context(norm, c_y)
 
         if self.margin.modifies_negatives:
-            negatives = self.margin.negative_logit(logits / s, c_y[:, None], **context,
-                                                   **self._negative_context())
+            negatives = self.margin.negative_logit(logits / s, c_y[:, None], **context)
             logits = logits + (negatives - logits).detach() if self.detach_margin else negatives
         target = self.margin.target_logit(c_y, **context)  # (B,)
         if self.detach_margin:
@@ -203,10 +229,6 @@ class MarginHead(nn.Module):
     def _context(self, norm: torch.Tensor, c_y: torch.Tensor) -> dict[str, Any]:
         """Per-sample context the margin needs (and where stateful heads update their state)."""
         return {"norm": norm} if "norm" in self.margin.needs else {}
-
-    def _negative_context(self) -> dict[str, Any]:
-        """Extra state the negatives' logits need (CurricularFace's t)."""
-        return {}
 
     def _aux_loss(self, norm: torch.Tensor, context: dict[str, Any]) -> torch.Tensor | None:
         return None
@@ -230,37 +252,7 @@ def _detach(value: Any) -> Any:
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 
-# ----------------------------------------------------------------------------- the heads
-
-
-@register_head("softmax")
-class SoftmaxHead(MarginHead):
-    """Normalised softmax (no margin): the floor every other head is measured against."""
-
-
-@register_head("cosface")
-class CosFaceHead(MarginHead):
-    """CosFace: s·(c − m) on the target."""
-
-
-@register_head("arcface")
-class ArcFaceHead(MarginHead):
-    """ArcFace: s·cos(θ + m) on the target."""
-
-
-@register_head("negative_angular")
-class NegativeAngularHead(MarginHead):
-    """Negative angular margin: s·cos(θ − m) on the target."""
-
-
-@register_head("sphereface")
-class SphereFaceHead(MarginHead):
-    """SphereFace: s·ψ(θ) on the target."""
-
-
-@register_head("combined")
-class CombinedHead(MarginHead):
-    """insightface's combined margin s·(cos(m1θ + m2) − m3)."""
+# ----------------------------------------------------------------------------- heads with state
 
 
 @register_head("magface")
@@ -292,9 +284,6 @@ class CurricularFaceHead(MarginHead):
         if self.training:  # t ← 0.01·mean(c_y) + 0.99·t, before use
             with torch.no_grad():
                 self.t.mul_(0.99).add_(0.01 * c_y.detach().mean())
-        return {}
-
-    def _negative_context(self) -> dict[str, Any]:
         return {"t": self.t}
 
     def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
@@ -339,12 +328,6 @@ class AdaFaceHead(MarginHead):
 
 __all__ = [
     "MarginHead",
-    "SoftmaxHead",
-    "CosFaceHead",
-    "ArcFaceHead",
-    "NegativeAngularHead",
-    "SphereFaceHead",
-    "CombinedHead",
     "MagFaceHead",
     "CurricularFaceHead",
     "AdaFaceHead",

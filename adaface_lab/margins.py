@@ -1,8 +1,24 @@
 """Margin functions: the target logit f(c) of every margin-based softmax and its derivative df/dc.
 
-This module is where the maths of DESIGN.md §2 lives. Every method is a small frozen dataclass
-registered under its name; ``build_margin(name, **params)`` makes one. Each works on NumPy arrays
-(fast, for the app and the plots) and on torch tensors (inside the heads, where autograd sees it).
+This module is where the maths of DESIGN.md §2 lives, and where each method declares itself once:
+a small frozen dataclass registered under its name, with its display ``label`` and ``color``, its
+parameters as fields with defaults, the per-sample context it ``needs`` and the :class:`Range` of
+each parameter (the app's sliders and the property tests are built from these; nothing else in the
+lab lists the methods). ``build_margin(name, **params)`` makes one. Each works on NumPy arrays (fast,
+for the app and the plots) and on torch tensors (inside the heads, where autograd sees it).
+
+A new method needs only a label, its fields and :meth:`Margin.terms`::
+
+    @register_margin("tilted")
+    class Tilted(Margin):
+        label = "Tilted"
+        k: float = 0.2
+
+        def terms(self, norm=None, z_hat=None):
+            return 1.0, self.k, self.k / 2    # f = s·(cos(θ + k) − k/2)
+
+and then works in ``build_head``, ``gst.feature_plane``, the plots and the app (registering makes
+it a frozen dataclass and gives it a colour).
 
 Notation (per sample): ``c = cos θ_y`` between the unit feature and the unit target-class weight,
 ``θ = arccos c`` in radians, ``s`` the scale. All logits returned here are already multiplied by s.
@@ -24,8 +40,8 @@ m1·θ + m2 clipped to [ε, π−ε] (ε = 1e-3); where a clamp is active the de
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, ClassVar, Union
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, ClassVar, Mapping, Union
 
 import numpy as np
 import torch
@@ -115,16 +131,76 @@ def magface_regularizer(norm: Array, l_a: float, u_a: float) -> Array:
     return 1.0 / a + a / (u_a**2)
 
 
+# ----------------------------------------------------------------------------- declarations
+
+CONTEXT_INPUTS: tuple[str, ...] = ("norm", "z_hat", "mean", "std", "t")
+"""What a caller may know about a sample: its norm ‖z‖, AdaFace's ẑ, the batch statistics μ_z and
+σ_z (from which AdaFace computes ẑ) and CurricularFace's t. Each margin reads the ones it needs."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a parameter (or a context input) is varied: a slider's bounds and step in the app, and
+    the interval the property tests draw from.
+
+    ``key``: its short name in the app's controls and URLs (default: the parameter's name; margins
+    whose parameters share a key share one control, as every method's m does). ``label``, ``help``:
+    the control's text. ``default``: the control's start value (default: the parameter's own).
+    ``shown=False``: kept at its default in the app and left out of figure titles (settings that
+    act in training only, such as AdaFace's t_alpha).
+    """
+
+    lo: float
+    hi: float
+    step: float | None = None
+    key: str | None = None
+    label: str | None = None
+    help: str | None = None
+    default: float | None = None
+    shown: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.hi > self.lo:
+            raise ValueError(f"a range needs hi > lo, got [{self.lo}, {self.hi}]")
+        if self.step is None:
+            object.__setattr__(self, "step", (self.hi - self.lo) / 100)
+
+    @classmethod
+    def around(cls, default: float) -> "Range":
+        """The range of a parameter that declares none: [0, 2·default] (or [2·default, 0]; [0, 1]
+        for a default of 0)."""
+        if default == 0:
+            return cls(0.0, 1.0)
+        return cls(min(0.0, 2.0 * default), max(0.0, 2.0 * default))
+
+
+_PALETTE = ("#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+            "#f7b6d2", "#dbdb8d", "#9edae5")
+"""Colours given to margins that declare none, in registration order (the first one unused)."""
+
 # ----------------------------------------------------------------------------- registry
 
 MARGINS: Registry[type["Margin"]] = Registry("margin")
 
 
 def register_margin(name: str) -> Callable[[type["Margin"]], type["Margin"]]:
-    """Class decorator: register a :class:`Margin` subclass under ``name``."""
+    """Class decorator: register a :class:`Margin` subclass under ``name``.
+
+    The class becomes a frozen dataclass if it is not one already; without a ``label`` of its own
+    it is labelled ``name``, without a ``color`` it gets the first palette colour no registered
+    margin uses.
+    """
 
     def deco(cls: type[Margin]) -> type[Margin]:
+        if "__dataclass_fields__" not in cls.__dict__:
+            cls = dataclass(frozen=True)(cls)
         cls.name = name
+        if "label" not in cls.__dict__:
+            cls.label = name
+        if cls.__dict__.get("color") is None:
+            used = {MARGINS.get(n).color for n in MARGINS.names()}
+            free = [c for c in _PALETTE if c not in used]
+            cls.color = free[0] if free else _PALETTE[len(MARGINS.names()) % len(_PALETTE)]
         return MARGINS.add(name, cls)
 
     return deco
@@ -160,15 +236,73 @@ class Margin:
     """A margin-based softmax: how the target logit (and, rarely, the negatives) change.
 
     Per-sample context is passed by keyword: ``norm`` (the feature norm ‖z‖, used by MagFace and,
-    through ẑ, by AdaFace) and ``z_hat`` (AdaFace's normalised norm, in [−1, 1]).
+    through ẑ, by AdaFace), ``z_hat`` (AdaFace's normalised norm, in [−1, 1]) and ``t``
+    (CurricularFace's curriculum parameter, read by the negatives only; t₀ = 0).
     """
 
     name: ClassVar[str] = "margin"
+    """The registered name (set by :func:`register_margin`)."""
+    label: ClassVar[str] = "Margin"
+    """Display name in every figure and in the app."""
+    color: ClassVar[str | None] = None
+    """One colour per method, the same in every figure (given at registration when None)."""
     needs: ClassVar[tuple[str, ...]] = ()
-    """Which per-sample context the method needs: a subset of ("norm", "z_hat")."""
+    """The per-sample context the formulas read: any of "norm", "z_hat" and "t"."""
+    inputs: ClassVar[tuple[str, ...] | None] = None
+    """What a caller may give to make that context, among :data:`CONTEXT_INPUTS` (default:
+    ``needs``); see :meth:`resolve_context`."""
+    ranges: ClassVar[Mapping[str, Range]] = {
+        "s": Range(1.0, 128.0, 1.0, label="scale s"),
+        "norm": Range(0.5, 100.0, 0.5, label="feature norm ‖z‖", default=30.0),
+    }
+    """:class:`Range` of parameters and context inputs, merged with the parents' (see
+    :meth:`param_ranges`); a parameter without one varies over :meth:`Range.around` its default."""
     modifies_negatives: ClassVar[bool] = False
 
     s: float = 64.0
+
+    # -- declarations, derived ---------------------------------------------------------------
+    @classmethod
+    def _all_ranges(cls) -> dict[str, Range]:
+        merged: dict[str, Range] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("ranges", {}))
+        return merged
+
+    @classmethod
+    def param_ranges(cls) -> dict[str, Range]:
+        """The :class:`Range` of every parameter, in field order."""
+        declared = cls._all_ranges()
+        return {f.name: declared.get(f.name) or Range.around(f.default) for f in fields(cls)}
+
+    @classmethod
+    def input_names(cls) -> tuple[str, ...]:
+        """What a caller may give for the context (``inputs``, or else ``needs``)."""
+        return cls.inputs if cls.inputs is not None else cls.needs
+
+    @classmethod
+    def input_ranges(cls) -> dict[str, Range]:
+        """The :class:`Range` of each context input that declares one."""
+        declared = cls._all_ranges()
+        return {k: declared[k] for k in cls.input_names() if k in declared}
+
+    def resolve_context(self, *, norm: Any = None, z_hat: Any = None, mean: Any = None,
+                        std: Any = None, t: Any = None) -> dict[str, Any]:
+        """The context keywords this margin's formulas read, from what the caller knows.
+
+        ValueError when a needed ``norm`` or ``z_hat`` is missing; ``t`` may be left out (t₀ = 0).
+        """
+        given = {"norm": norm, "z_hat": z_hat, "t": t}
+        context = {k: given[k] for k in self.needs if given.get(k) is not None}
+        self._check_context(context.get("norm"), context.get("z_hat"))
+        return context
+
+    def context_label(self, context: Mapping[str, Any]) -> str:
+        """What the per-sample ``context`` (as given to :meth:`resolve_context`) sets in a picture,
+        for figure titles ("" when nothing)."""
+        if "norm" in self.needs and context.get("norm") is not None:
+            return f"‖z‖={context['norm']:g}"
+        return ""
 
     # -- the one hook most methods override ------------------------------------------------
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
@@ -184,7 +318,7 @@ class Margin:
         if "z_hat" in self.needs and z_hat is None:
             raise ValueError(f"{self.name} needs z_hat (AdaFace's normalised norm)")
         if "norm" in self.needs and norm is None:
-            raise ValueError(f"{self.name} needs norm (the feature norm ‖z‖)")
+            raise ValueError(f"{self.name} needs the feature norm ‖z‖ (norm)")
 
     def _angle(self, c: Array, norm: Any, z_hat: Any) -> tuple[Array, Array, Array]:
         """(θ, (m1, m2, m3), m1·θ + m2 before its clip) for clamped cosines."""
@@ -193,18 +327,21 @@ class Margin:
         theta = _acos(clamp_cos(c))
         return theta, (m1, m2, m3), m1 * theta + m2
 
-    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
-        """f(c): the scaled target logit for target cosines ``c`` (any shape)."""
+    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                     t: Any = None) -> Array:
+        """f(c): the scaled target logit for target cosines ``c`` (any shape); ``t`` is unused."""
         theta, (m1, m2, m3), angle = self._angle(c, norm, z_hat)
         return self.s * (_cos(_clip(angle, EPS, math.pi - EPS)) - m3)
 
-    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                          t: Any = None) -> Array:
         """df/dc, analytic: s · m1 · sin(m1θ + m2) / sin θ, 0 where a clamp is active."""
         theta, (m1, m2, m3), angle = self._angle(c, norm, z_hat)
         active = _inside(c, -1.0 + EPS, 1.0 - EPS) * _inside(angle, EPS, math.pi - EPS)
         return self.s * m1 * _sin(angle) / _sin(theta) * active
 
-    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                     t: Any = None) -> dict[str, Array]:
         """Per-sample margin actually applied: ``margin_angle`` (m2, rad), ``margin_add`` (m3)."""
         self._check_context(norm, z_hat)
         _, m2, m3 = self.terms(norm=norm, z_hat=z_hat)
@@ -227,17 +364,27 @@ class Margin:
 
 # ----------------------------------------------------------------------------- the methods
 
+_M = Range(0.0, 1.0, 0.01, label="margin m", default=0.4, help="The method's own margin.")
+"""The m of every method with an additive or angular m: one shared control in the app."""
+
 
 @register_margin("softmax")
 @dataclass(frozen=True)
 class Softmax(Margin):
     """Normalised softmax: f = s·c (no margin)."""
 
+    label = "Softmax"
+    color = "#7f7f7f"
+
 
 @register_margin("cosface")
 @dataclass(frozen=True)
 class CosFace(Margin):
     """CosFace / additive margin: f = s·(c − m)."""
+
+    label = "CosFace"
+    color = "#1f77b4"
+    ranges = {"m": _M}
 
     m: float = 0.4
 
@@ -250,6 +397,10 @@ class CosFace(Margin):
 class ArcFace(Margin):
     """ArcFace / positive angular margin: f = s·cos(θ + m)."""
 
+    label = "ArcFace"
+    color = "#d62728"
+    ranges = {"m": _M}
+
     m: float = 0.5
 
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
@@ -260,6 +411,10 @@ class ArcFace(Margin):
 @dataclass(frozen=True)
 class NegativeAngular(Margin):
     """Negative angular margin: f = s·cos(θ − m) (easy-sample emphasis)."""
+
+    label = "Negative angular"
+    color = "#2ca02c"
+    ranges = {"m": _M}
 
     m: float = 0.4
 
@@ -277,6 +432,10 @@ class SphereFace(Margin):
     paper uses m = 4 with a softmax blend annealed during training, which this formula omits.
     """
 
+    label = "SphereFace"
+    color = "#9467bd"
+    ranges = {"m": Range(1.0, 4.0, 0.05, key="sm", label="SphereFace multiplicative m")}
+
     m: float = 1.35
 
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
@@ -287,18 +446,21 @@ class SphereFace(Margin):
         odd = torch.remainder(k, 2) if _is_torch(k) else (k.astype(np.int64) & 1).astype(k.dtype)
         return k, 1.0 - 2.0 * odd  # (−1)^k
 
-    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+    def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                     t: Any = None) -> Array:
         theta = _acos(clamp_cos(c))
         k, sign = self._k(theta)
         return self.s * (sign * _cos(self.m * theta) - 2.0 * k)
 
-    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> Array:
+    def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                          t: Any = None) -> Array:
         theta = _acos(clamp_cos(c))
         _, sign = self._k(theta)
         active = _inside(c, -1.0 + EPS, 1.0 - EPS)
         return self.s * sign * self.m * _sin(self.m * theta) / _sin(theta) * active
 
-    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                     t: Any = None) -> dict[str, Array]:
         return {"margin_mult": _as_array_like(self.m, c) + 0 * c}
 
 
@@ -307,6 +469,12 @@ class SphereFace(Margin):
 class Combined(Margin):
     """insightface's combined margin: f = s·(cos(m1·θ + m2) − m3)."""
 
+    label = "Combined"
+    color = "#8c564b"
+    ranges = {"m1": Range(0.5, 2.0, 0.05, label="combined m1"),
+              "m2": Range(0.0, 1.0, 0.01, label="combined m2"),
+              "m3": Range(0.0, 0.6, 0.01, label="combined m3")}
+
     m1: float = 1.0
     m2: float = 0.3
     m3: float = 0.2
@@ -314,7 +482,8 @@ class Combined(Margin):
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
         return self.m1, self.m2, self.m3
 
-    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None) -> dict[str, Array]:
+    def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None,
+                     t: Any = None) -> dict[str, Array]:
         out = super().margin_terms(c, norm=norm, z_hat=z_hat)
         out["margin_mult"] = _as_array_like(self.m1, c) + 0 * c
         return out
@@ -329,7 +498,13 @@ class MagFace(Margin):
     MagFace paper's (l_a = 10, u_a = 110, l_m = 0.45, u_m = 0.8, λ_g = 35).
     """
 
+    label = "MagFace"
+    color = "#e377c2"
     needs: ClassVar[tuple[str, ...]] = ("norm",)
+    ranges = {"l_a": Range(1.0, 20.0, shown=False), "u_a": Range(60.0, 150.0, shown=False),
+              "l_m": Range(0.2, 0.5, shown=False), "u_m": Range(0.6, 1.0, shown=False),
+              "lambda_g": Range(0.0, 50.0, shown=False)}
+
     l_a: float = 10.0
     u_a: float = 110.0
     l_m: float = 0.45
@@ -338,6 +513,13 @@ class MagFace(Margin):
 
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
         return 1.0, magface_margin(norm, self.l_a, self.u_a, self.l_m, self.u_m), 0.0
+
+    def context_label(self, context: Mapping[str, Any]) -> str:
+        if context.get("norm") is None:
+            return ""
+        norm = np.asarray(context["norm"], dtype=float)
+        m = float(magface_margin(norm, self.l_a, self.u_a, self.l_m, self.u_m))
+        return f"m(‖z‖={context['norm']:g})={m:.2f}"
 
 
 @register_margin("curricularface")
@@ -349,7 +531,15 @@ class CurricularFace(Margin):
     keeps it); pass it by keyword to the negative functions.
     """
 
+    label = "CurricularFace"
+    color = "#bcbd22"
+    needs: ClassVar[tuple[str, ...]] = ("t",)
+    ranges = {"m": _M,
+              "t": Range(0.0, 1.0, 0.01, key="ct", label="CurricularFace t", default=0.0,
+                         help="The curriculum parameter: 0 early in training, it grows toward the "
+                              "mean target cosine (about 0.5 late).")}
     modifies_negatives: ClassVar[bool] = True
+
     m: float = 0.5
 
     def terms(self, norm: Any = None, z_hat: Any = None) -> tuple[Scalar, Scalar, Scalar]:
@@ -382,7 +572,21 @@ class AdaFace(Margin):
     Defaults are the official training scripts' (m = 0.4, h = 0.333, s = 64, t_alpha = 0.01).
     """
 
+    label = "AdaFace"
+    color = "#ff7f0e"
     needs: ClassVar[tuple[str, ...]] = ("z_hat",)
+    inputs: ClassVar[tuple[str, ...] | None] = ("z_hat", "norm", "mean", "std")
+    ranges = {
+        "m": _M,
+        "h": Range(0.0, 1.0, 0.001, label="AdaFace h",
+                   help="How strongly the norm moves ẑ: ẑ = clip(h·(‖z‖ − μ_z)/(σ_z + ε), −1, 1)."),
+        "t_alpha": Range(0.001, 0.1, shown=False),
+        "z_hat": Range(-1.0, 1.0, 0.01, key="zhat", label="ẑ", default=0.0,
+                       help="−1: ArcFace, 0: CosFace, +1: negative angular margin + 2m."),
+        "mean": Range(0.0, 100.0, 0.5, label="batch mean μ_z", default=20.0),
+        "std": Range(0.5, 100.0, 0.5, label="batch std σ_z", default=10.0),
+    }
+
     m: float = 0.4
     h: float = 0.333
     t_alpha: float = 0.01
@@ -395,10 +599,28 @@ class AdaFace(Margin):
         """ẑ for this margin's h (see :func:`adaface_z_hat`)."""
         return adaface_z_hat(norm, mean, std, self.h)
 
+    def resolve_context(self, *, norm: Any = None, z_hat: Any = None, mean: Any = None,
+                        std: Any = None, t: Any = None) -> dict[str, Any]:
+        """``z_hat`` as given, or computed from ``norm`` with ``mean`` and ``std`` (μ_z, σ_z)."""
+        if z_hat is None:
+            if norm is None or mean is None or std is None:
+                raise ValueError("AdaFace needs z_hat, or norm together with mean and std")
+            z_hat = self.z_hat(np.asarray(norm, dtype=float), mean, std)
+        return {"z_hat": z_hat}
+
+    def context_label(self, context: Mapping[str, Any]) -> str:
+        if context.get("z_hat") is not None:
+            return f"ẑ={context['z_hat']:.2f}"
+        if context.get("norm") is not None:
+            return f"‖z‖={context['norm']:g}"
+        return ""
+
 
 __all__ = [
+    "CONTEXT_INPUTS",
     "EPS",
     "Margin",
+    "Range",
     "Softmax",
     "CosFace",
     "ArcFace",

@@ -1,17 +1,6 @@
-"""Showing figures in the teaching notebooks, and rendering the notebooks headless into ``reports/``.
+"""Rendering the teaching notebooks headless into ``reports/``, and the ``adaface-lab reports`` command.
 
-In a notebook (two lines, after the ``parameters`` cell)::
-
-    from adaface_lab.reports import notebook_setup, show
-    notebook_setup(MODE, STATIC_IMAGES)     # interactive Plotly; a static PNG beside each figure in full mode
-    show(fig)
-
-``show`` displays the figure interactively (the Plotly mimetype JupyterLab renders, plus HTML with
-plotly.js embedded once per notebook, which works offline and in exported HTML) and, when static
-images are on, a PNG of it (:func:`adaface_lab.plots.static_image`, ~2 s each through headless
-Chromium), so that the notebook stays readable where JavaScript does not run (GitHub).
-
-From the shell, every notebook executed top to bottom with papermill and written out::
+Every notebook executed top to bottom with papermill and written out::
 
     adaface-lab reports                              # full mode, all notebooks, into reports/
     adaface-lab reports --mode small 01 02           # the fast CPU settings, two notebooks
@@ -20,7 +9,8 @@ From the shell, every notebook executed top to bottom with papermill and written
 
 Each notebook gets ``reports/<notebook>/`` holding the executed ``<notebook>.ipynb``, its HTML
 (nbconvert, plotly.js embedded once: it works offline) and ``figures/NN_<title>.html`` + ``.png`` for
-every Plotly figure it showed (the HTML files share ``figures/plotly.min.js``).
+every Plotly figure it showed (the HTML files share ``figures/plotly.min.js``). Inside a notebook,
+figures are shown with :mod:`adaface_lab.notebook_display`.
 """
 
 from __future__ import annotations
@@ -33,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +30,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ._atomic import write_text_atomic
+from ._atomic import write_bytes_atomic, write_text_atomic
+from .notebook_display import STATIC_MARK
 
 __all__ = [
-    "notebook_setup",
-    "show",
-    "static_images_enabled",
     "default_notebooks_dir",
     "list_notebooks",
     "NotebookReport",
@@ -57,48 +44,6 @@ __all__ = [
 ]
 
 _PLOTLY_MIME = "application/vnd.plotly.v1+json"
-_STATIC_MARK = "adaface_lab_static"  # output metadata key of the PNG that show() adds after a figure
-_STATE: dict[str, Any] = {"static": False}
-
-
-# --------------------------------------------------------------------------- inside a notebook
-
-
-def notebook_setup(mode: str = "small", static_images: bool | None = None) -> bool:
-    """Set the Plotly renderer for notebooks and decide whether :func:`show` adds static PNGs.
-
-    Also silences tqdm's "IProgress not found" warning (text progress bars are used instead).
-
-    ``static_images=None``: on in ``"full"`` mode, off in ``"small"`` (the test suite's fast mode,
-    where ~2 s per PNG would add up). Returns the decision.
-    """
-    import plotly.io as pio
-
-    if mode not in ("small", "full"):
-        raise ValueError(f"mode must be 'small' or 'full', got {mode!r}")
-    pio.renderers.default = "plotly_mimetype+notebook"
-    # without ipywidgets tqdm falls back to text bars (fine); its warning about that is noise here
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    _STATE["static"] = (mode == "full") if static_images is None else bool(static_images)
-    return _STATE["static"]
-
-
-def static_images_enabled() -> bool:
-    """Whether :func:`show` currently adds a PNG after each figure."""
-    return bool(_STATE["static"])
-
-
-def show(fig: go.Figure, static: bool | None = None) -> None:
-    """Display ``fig`` interactively and, if static images are on (or ``static=True``), as a PNG too."""
-    if not isinstance(fig, go.Figure):
-        raise TypeError(f"show expects a plotly Figure, got {type(fig).__name__}")
-    from IPython.display import Image, display
-
-    fig.show()
-    if static if static is not None else _STATE["static"]:
-        from .plots import static_image
-
-        display(Image(data=static_image(fig)), metadata={_STATIC_MARK: True})
 
 
 # --------------------------------------------------------------------------- finding notebooks
@@ -146,7 +91,7 @@ def _slug(text: str, limit: int = 48) -> str:
 
 def extract_figures(notebook: Any) -> list[tuple[go.Figure, bytes | None]]:
     """The Plotly figures an executed notebook displayed, in order, each with the PNG that
-    :func:`show` placed right after it (``None`` when there is none)."""
+    :func:`~adaface_lab.notebook_display.show` placed right after it (``None`` when there is none)."""
     import base64
 
     import plotly.io as pio
@@ -164,7 +109,7 @@ def extract_figures(notebook: Any) -> list[tuple[go.Figure, bytes | None]]:
                                 skip_invalid=True)
             png = None
             nxt = outputs[i + 1] if i + 1 < len(outputs) else None
-            if nxt is not None and nxt.get("metadata", {}).get(_STATIC_MARK) and "image/png" in nxt.get("data", {}):
+            if nxt is not None and nxt.get("metadata", {}).get(STATIC_MARK) and "image/png" in nxt.get("data", {}):
                 png = base64.b64decode(nxt["data"]["image/png"])
             out.append((fig, png))
     return out
@@ -188,16 +133,6 @@ class NotebookReport:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def _readable(path: Path) -> None:
-    """Give a written file the usual permissions (temp files are created owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-_write_text_atomic = write_text_atomic
 
 
 def render_notebooks(
@@ -226,85 +161,115 @@ def render_notebooks(
     A notebook that fails is reported (``error``, and its partly executed notebook is still
     written) and the others still run. Returns one :class:`NotebookReport` per notebook.
     """
-    import nbformat
-    import papermill as pm
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
-
-    from .plots import save_figure
-
     if mode not in ("small", "full"):
         raise ValueError(f"mode must be 'small' or 'full', got {mode!r}")
     notebooks = list_notebooks(notebooks_dir, names)
     if not notebooks:
         raise FileNotFoundError(f"no notebooks to render in {notebooks_dir or default_notebooks_dir()}")
+    params = _papermill_parameters(mode, parameters)
+    reports: list[NotebookReport] = []
+    for src in notebooks:
+        report = NotebookReport(name=src.stem, folder=Path(out) / src.stem)
+        nb = _execute(src, report, params, kernel_name, progress)
+        if nb is not None:
+            report.html = _write_html(nb, report.folder / f"{src.stem}.html")
+            report.figures = _write_figures(nb, report.folder / "figures", png)
+        reports.append(report)
+        if progress:
+            state = "ok" if report.ok else f"FAILED ({report.error})"
+            print(f"{src.stem}: {state} in {report.seconds:.0f} s; {len(report.figures)} figure files in {report.folder}",
+                  file=sys.stderr, flush=True)
+    return reports
+
+
+def _papermill_parameters(mode: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``MODE`` and the caller's parameters, with ``DATA`` and ``OUT`` paths made absolute.
+
+    The notebooks run with their own folder as working directory: paths given here are relative to ours.
+    """
     params = {"MODE": mode, **dict(parameters or {})}
-    # notebooks run with their own folder as working directory: paths given here are relative to ours
     if isinstance(params.get("DATA"), str) and params["DATA"] != "synthetic" and Path(params["DATA"]).exists():
         params["DATA"] = str(Path(params["DATA"]).resolve())
     if isinstance(params.get("OUT"), str):
         params["OUT"] = str(Path(params["OUT"]).resolve())
-    out_dir = Path(out)
-    reports: list[NotebookReport] = []
-    for src in notebooks:
-        folder = out_dir / src.stem
-        report = NotebookReport(name=src.stem, folder=folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        executed = folder / src.name
-        start = time.perf_counter()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{src.stem}.", suffix=".ipynb")
-        os.close(fd)
-        try:
-            try:
-                pm.execute_notebook(str(src), tmp, parameters=params, cwd=str(src.parent), kernel_name=kernel_name,
-                                    progress_bar=progress, request_save_on_cell_execute=False)
-            except Exception as e:  # papermill still wrote the partly executed notebook
-                text = str(e).strip()
-                report.error = f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
-            report.seconds = time.perf_counter() - start
-            if os.path.getsize(tmp) > 0:
-                nb = nbformat.read(tmp, as_version=4)
-                # progress bars arrive as thousands of small stream outputs: merge them, keep the last state
-                nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
-                _write_text_atomic(executed, nbformat.writes(nb))
-                report.executed = executed
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        if report.executed is not None:
-            body, _ = HTMLExporter().from_notebook_node(nb)
-            report.html = folder / f"{src.stem}.html"
-            _write_text_atomic(report.html, body)
-            figures_dir = folder / "figures"
-            if figures_dir.exists():
-                shutil.rmtree(figures_dir)
-            figures = extract_figures(nb)
-            if figures:  # one copy of plotly.js beside the figures, which load it by relative path
-                from plotly.offline import get_plotlyjs
+    return params
 
-                _write_text_atomic(figures_dir / "plotly.min.js", get_plotlyjs())
-            for k, (fig, png_bytes) in enumerate(figures, start=1):
-                title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else ""
-                if not title and fig.layout.annotations:  # small multiples: named after their first panel
-                    title = f"grid {fig.layout.annotations[0].text or ''}"
-                stem = figures_dir / f"{k:02d}_{_slug(title)}"
-                written = [stem.with_suffix(".html")]
-                save_figure(fig, written[0], include_plotlyjs="directory")
-                if png:
-                    written.append(stem.with_suffix(".png"))
-                    if png_bytes is None:
-                        save_figure(fig, None, written[1])
-                    else:
-                        written[1].write_bytes(png_bytes)
-                for path in written:
-                    _readable(path)
-                report.figures += written
-        reports.append(report)
-        if progress:
-            state = "ok" if report.ok else f"FAILED ({report.error})"
-            print(f"{src.stem}: {state} in {report.seconds:.0f} s; {len(report.figures)} figure files in {folder}",
-                  file=sys.stderr, flush=True)
-    return reports
+
+def _execute(src: Path, report: NotebookReport, params: Mapping[str, Any], kernel_name: str | None,
+             progress: bool) -> Any:
+    """Run ``src`` with papermill and write the executed notebook into ``report.folder``.
+
+    Fills ``report.seconds``, ``report.error`` (a failing cell) and ``report.executed``. Returns the
+    executed notebook (as far as it ran), or ``None`` when papermill wrote nothing.
+    """
+    import nbformat
+    import papermill as pm
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    report.folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    fd, tmp = tempfile.mkstemp(dir=report.folder, prefix=f".{src.stem}.", suffix=".ipynb")
+    os.close(fd)
+    try:
+        try:
+            pm.execute_notebook(str(src), tmp, parameters=dict(params), cwd=str(src.parent), kernel_name=kernel_name,
+                                progress_bar=progress, request_save_on_cell_execute=False)
+        except Exception as e:  # papermill still wrote the partly executed notebook
+            text = str(e).strip()
+            report.error = f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
+        report.seconds = time.perf_counter() - start
+        if os.path.getsize(tmp) == 0:
+            return None
+        nb = nbformat.read(tmp, as_version=4)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    # progress bars arrive as thousands of small stream outputs: merge them, keep the last state
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    report.executed = write_text_atomic(report.folder / src.name, nbformat.writes(nb))
+    return nb
+
+
+def _write_html(nb: Any, path: Path) -> Path:
+    """The executed notebook as one HTML page (nbconvert)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return write_text_atomic(path, body)
+
+
+def _write_figures(nb: Any, folder: Path, png: bool) -> list[Path]:
+    """Every figure the notebook showed as ``folder/NN_<title>.html`` (and ``.png``); replaces ``folder``.
+
+    The HTML files load plotly.js from one shared ``folder/plotly.min.js`` by relative path.
+    """
+    from plotly.offline import get_plotlyjs
+
+    from .plots import save_figure
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    figures = extract_figures(nb)
+    if figures:
+        write_text_atomic(folder / "plotly.min.js", get_plotlyjs())
+    written: list[Path] = []
+    for k, (fig, png_bytes) in enumerate(figures, start=1):
+        stem = folder / f"{k:02d}_{_slug(_figure_title(fig))}"
+        written.append(save_figure(fig, stem.with_suffix(".html"), include_plotlyjs="directory")["html"])
+        if png and png_bytes is None:
+            written.append(save_figure(fig, None, stem.with_suffix(".png"))["png"])
+        elif png:
+            written.append(write_bytes_atomic(stem.with_suffix(".png"), png_bytes))
+    return written
+
+
+def _figure_title(fig: go.Figure) -> str:
+    """The figure's title; small multiples without one are named after their first panel."""
+    if fig.layout.title and fig.layout.title.text:
+        return str(fig.layout.title.text)
+    if fig.layout.annotations:
+        return f"grid {fig.layout.annotations[0].text or ''}"
+    return ""
 
 
 # --------------------------------------------------------------------------- command line

@@ -2,8 +2,7 @@
 
     streamlit run app/streamlit_app.py
 
-Pages live in app/views/ and are thin: widgets, and calls into ``adaface_lab``. Pages 3–4 are
-registered when their files exist.
+Pages live in app/views/ and are thin: widgets, and calls into ``adaface_lab``.
 
 Why not app/pages/: with a folder named ``pages`` beside the entrypoint, Streamlit (1.67) starts
 each new server in its old multipage mode and, when the first request is a page's address (a
@@ -19,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _methods)
+if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _margin_controls)
     sys.path.insert(0, str(HERE))
 
 st.set_page_config(page_title="adaface_lab", layout="wide")
@@ -31,9 +30,5 @@ PAGES = [
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
 ]
 
-pages = [
-    st.Page(path, title=title, url_path=url, default=i == 0)
-    for i, (path, title, url) in enumerate(PAGES)
-    if (HERE / path).exists()
-]
+pages = [st.Page(path, title=title, url_path=url, default=i == 0) for i, (path, title, url) in enumerate(PAGES)]
 st.navigation(pages).run()

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adaface_lab.gst import feature_plane  # noqa: E402
 from adaface_lab.heads import build_head, list_heads  # noqa: E402
 from adaface_lab.margins import build_margin, list_margins  # noqa: E402
-from tests.reference_heads import METHOD_PARAMS, ReferenceHead  # noqa: E402
+from tests.reference_heads import ReferenceHead  # noqa: E402
 
 
 def _peak_cpu_bytes(fn) -> int:
@@ -70,9 +70,8 @@ def main() -> None:
     labels = torch.randint(0, C, (B,))
     contenders: dict[str, callable] = {}
     for name in list_heads():
-        params = METHOD_PARAMS[name]
-        head = build_head(name, d, C, **params).train()
-        ref = ReferenceHead(name, head.kernel.detach().clone().requires_grad_(), **params)
+        head = build_head(name, d, C).train()  # the default parameters
+        ref = ReferenceHead(name, head.kernel.detach().clone().requires_grad_(), **head.margin.params())
 
         def ours(head=head):
             feats = raw.clone().requires_grad_()

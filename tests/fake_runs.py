@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from adaface_lab.runs import RunFolder
+from tests import formulas
 
 STEPS_PER_EPOCH = 10
 
@@ -31,11 +32,12 @@ def fake_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0
     for e in range(1, epochs + 1):
         norm = 20.0 + sign * 4.0 * e * true_q + rng.normal(0, 2.0, n)
         logit = 0.5 * true_q + rng.normal(0, 1.0, n) + 0.3 * (e - 1)
-        z_hat = np.clip(0.333 * (norm - norm.mean()) / norm.std(), -1, 1)
+        z_hat = formulas.z_hat(norm, norm.mean(), norm.std(), 0.333)
+        g_angle, g_add = formulas.adaface_terms(z_hat, 0.4)
         frames.append(pd.DataFrame({
             "sample_id": np.arange(n) * 3 + 7, "label": np.arange(n) % 17, "epoch": e,
             "step": (e - 1) * STEPS_PER_EPOCH + 5, "norm": norm, "p_y": 1.0 / (1.0 + np.exp(-logit)),
-            "cos_y": np.tanh(logit), "z_hat": z_hat, "margin_angle": -0.4 * z_hat, "margin_add": 0.4 * z_hat + 0.4,
+            "cos_y": np.tanh(logit), "z_hat": z_hat, "margin_angle": g_angle, "margin_add": g_add,
             "loss": rng.uniform(0, 5, n), "brisque": brisque, "severity": severity,
             "crop_applied": rng.uniform(size=n) < 0.2,
         }))  # fmt: skip

@@ -85,16 +85,3 @@ class ReferenceHead:
             ce = ce + self.p["lambda_g"] * (1 / a + a / self.p["u_a"] ** 2).mean()
         return ce
 
-
-# parameters used for each method in the comparison tests (not the defaults, to catch wiring)
-METHOD_PARAMS: dict[str, dict[str, float]] = {
-    "softmax": {"s": 30.0},
-    "cosface": {"s": 30.0, "m": 0.35},
-    "arcface": {"s": 32.0, "m": 0.45},
-    "negative_angular": {"s": 32.0, "m": 0.3},
-    "sphereface": {"s": 16.0, "m": 1.5},
-    "combined": {"s": 40.0, "m1": 1.1, "m2": 0.25, "m3": 0.15},
-    "magface": {"s": 48.0, "l_a": 10.0, "u_a": 110.0, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35.0},
-    "curricularface": {"s": 64.0, "m": 0.5},
-    "adaface": {"s": 64.0, "m": 0.4, "h": 0.333, "t_alpha": 0.01},
-}

@@ -9,18 +9,26 @@ from scipy import stats
 
 from adaface_lab.analysis import (
     correlation_by_epoch,
+    correlations_by_quality,
     ema_over_steps,
+    ema_start_weight,
     histogram_by_epoch,
     least_squares,
     margin_distribution,
+    means_by_bin,
+    norm_growth,
     pick_images_along_norm,
     quality_correlations,
     sign_check,
     trajectories,
     with_quality_columns,
     z_hat_distribution,
+    z_hat_from_steps,
 )
+from adaface_lab.margins import adaface_z_hat
 from tests.fake_runs import fake_records as make_records
+
+from . import formulas
 
 
 # --------------------------------------------------------------------------- correlations
@@ -32,7 +40,7 @@ def test_correlation_per_epoch_equals_scipy_on_each_slice(method: str, quality: 
     rec = make_records()
     corr = correlation_by_epoch(rec, quality=quality, method=method)
     assert list(corr["epoch"]) == [1, 2, 3, 4, 5]
-    full = rec.assign(quality=1 - rec["brisque"] / 100, severity_quality=1 - rec["severity"])
+    full = rec.assign(quality=formulas.quality(rec["brisque"]), severity_quality=1 - rec["severity"])
     fn = stats.pearsonr if method == "pearson" else stats.spearmanr
     for _, row in corr.iterrows():
         sl = full[(full["epoch"] == row["epoch"]) & full[quality].notna()]
@@ -197,7 +205,7 @@ def test_quality_correlations_of_one_epoch_are_pearson_over_its_rows():
     out = quality_correlations(rec)
     assert list(out) == ["r_norm_qseverity", "r_p_y_qseverity", "r_norm_qbrisque", "r_p_y_qbrisque"]
     scored = rec[rec["brisque"].notna()]
-    assert out["r_norm_qbrisque"] == pytest.approx(stats.pearsonr(scored["norm"], 1 - scored["brisque"] / 100)[0])
+    assert out["r_norm_qbrisque"] == pytest.approx(stats.pearsonr(scored["norm"], formulas.quality(scored["brisque"]))[0])
     assert out["r_p_y_qseverity"] == pytest.approx(stats.pearsonr(rec["p_y"], 1 - rec["severity"])[0])
     # real data (no severity) and no records at all: NaN, not an error
     real = quality_correlations(rec.assign(severity=np.nan))
@@ -207,3 +215,79 @@ def test_quality_correlations_of_one_epoch_are_pearson_over_its_rows():
     saturated = rec.assign(p_y=np.where(np.arange(len(rec)) % 2, 1.0, np.nextafter(1.0, 0.0)))
     assert np.isnan(quality_correlations(saturated)["r_p_y_qbrisque"])
     assert np.isnan(correlation_by_epoch(saturated)["r_p_y"].iloc[0])
+
+
+# --------------------------------------------------------------------------- what the notebooks compute
+
+
+def test_correlations_by_quality_equal_scipy_for_every_quality_and_epoch() -> None:
+    rec = make_records(n=120, epochs=3)
+    out = correlations_by_quality(rec, method="spearman", features=("norm",))
+    full = with_quality_columns(rec)
+    assert list(out.groupby("quality", sort=False).size().index) == ["quality", "severity_quality"]
+    for row in out.itertuples():
+        sub = full[full["epoch"] == row.epoch][["norm", row.quality]].dropna()
+        assert row.r_norm == pytest.approx(stats.spearmanr(sub["norm"], sub[row.quality])[0], abs=1e-12)
+        assert row.n == len(sub)
+    with pytest.raises(ValueError, match="no quality column"):
+        correlations_by_quality(rec.drop(columns=["brisque", "severity"]))
+
+
+def test_norm_growth_is_each_samples_last_minus_first_norm() -> None:
+    rec = make_records(n=50, epochs=4)
+    rec = rec.drop(rec.index[(rec["epoch"] == 1) & (rec["sample_id"] == 7)])  # not seen in the first epoch
+    norm_at = {(r.sample_id, r.epoch): r.norm for r in rec.itertuples()}
+    out = norm_growth(rec)
+    assert (out["epoch"] == 4).all() and len(out) == 50
+    for r in out.itertuples():
+        expected = norm_at[(r.sample_id, 4)] - norm_at.get((r.sample_id, 1), np.nan)
+        assert r.norm_growth == pytest.approx(expected, nan_ok=True)
+    assert np.isnan(out.loc[out["sample_id"] == 7, "norm_growth"]).all()
+    between = norm_growth(rec, start=2, end=-2)  # epochs by value or from the end
+    assert (between["epoch"] == 3).all()
+    r = between.iloc[5]
+    assert r["norm_growth"] == pytest.approx(norm_at[(r["sample_id"], 3)] - norm_at[(r["sample_id"], 2)])
+
+
+def test_means_by_bin_equal_masks_written_out_by_hand() -> None:
+    rec = make_records(n=300, epochs=2)
+    last = rec[rec["epoch"] == 2]
+    edges = [0.0, 0.2, 0.5, 1.0]
+    out = means_by_bin(rec, "severity", edges, columns=["brisque", "norm"])
+    assert out.index.name == "severity bin" and len(out) == 3
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (last["severity"] > lo) & (last["severity"] <= hi) | ((last["severity"] == lo) if k == 0 else False)
+        assert out["n"].iloc[k] == inside.sum()
+        assert out["norm"].iloc[k] == pytest.approx(last.loc[inside, "norm"].mean())
+        assert out["brisque"].iloc[k] == pytest.approx(np.nanmean(last.loc[inside, "brisque"]))  # NaN left out
+
+    quartiles = means_by_bin(rec, "norm", 4, columns=["severity"], epoch=1, equal_counts=True)
+    first = rec[rec["epoch"] == 1]
+    cuts = np.quantile(first["norm"], [0.25, 0.5, 0.75])
+    which = np.searchsorted(cuts, first["norm"].to_numpy(), side="left")  # (q_k, q_k+1], the lowest closed
+    assert list(quartiles["n"]) == [int((which == k).sum()) for k in range(4)] == [75] * 4
+    for k in range(4):
+        assert quartiles["severity"].iloc[k] == pytest.approx(first["severity"].to_numpy()[which == k].mean())
+    with pytest.raises(ValueError, match="number of bins"):
+        means_by_bin(rec, "norm", [0, 20, 40], columns=["p_y"], equal_counts=True)
+
+
+def test_z_hat_from_steps_uses_the_ema_of_each_records_step() -> None:
+    rec = make_records(n=40, epochs=3)  # one step per epoch
+    ema = dict(zip(sorted(rec["step"].unique()), [(18.0, 60.0), (22.0, 9.0), (30.0, 4.0)]))
+    steps = pd.DataFrame([{"step": k, "batch_mean": m, "batch_std": s} for k, (m, s) in ema.items()])
+    out = z_hat_from_steps(rec, steps, h=0.333)
+    for r, z in zip(rec.itertuples(), out):
+        mean, std = ema[r.step]
+        assert z == pytest.approx(float(adaface_z_hat(np.array(r.norm), mean, std, 0.333)))
+    assert np.isnan(z_hat_from_steps(rec.assign(step=max(ema) + 1), steps, h=0.333)).all()  # a step never logged
+
+
+def test_ema_start_weight_equals_the_recursion_run_by_hand() -> None:
+    for t_alpha, n in ((0.01, 0), (0.01, 370), (0.1, 25), (1.0, 3)):
+        value = 1.0  # the start's weight: feed zeros, the start alone is left
+        for _ in range(n):
+            value = t_alpha * 0.0 + (1 - t_alpha) * value
+        assert ema_start_weight(n, t_alpha) == pytest.approx(value, rel=1e-12, abs=1e-300)
+    with pytest.raises(ValueError, match="t_alpha"):
+        ema_start_weight(10, 0.0)

@@ -2,8 +2,8 @@
 
 Each test acts on a widget and asserts that the figure data changed the way the maths says. The
 expected curves are recomputed here from the formulas of DESIGN.md §2, written out independently
-of adaface_lab (``_adaface_g`` and friends below), and compared with the numbers the page put in
-its plotly charts.
+of adaface_lab in tests/formulas.py, and compared with the numbers the page put in its plotly
+charts.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from .formulas import adaface_terms, arc_gst, z_hat
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "streamlit_app.py"
-EPS = 1e-3
 sys.path.insert(0, str(ROOT / "app"))  # for the pure URL-state helpers in app/_state.py
 
 
@@ -70,32 +71,14 @@ def _slider(at: AppTest, page: str, key: str):
     return at.sidebar.slider(key=f"{page}:{key}")
 
 
-# ---- the maths, written out independently of adaface_lab (DESIGN.md §2, official clamps)
+# ---- the maths: tests/formulas.py, written out independently of adaface_lab (DESIGN.md §2)
 
 
-def _z_hat(norm: float, mean: float, std: float, h: float) -> float:
-    return float(np.clip(h * (np.clip(norm, 0.001, 100.0) - mean) / (std + EPS), -1.0, 1.0))
-
-
-def _p_y(f: np.ndarray, s: float, theta_j: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(f - s * np.cos(theta_j))))
-
-
-def _angular_g(deg: np.ndarray, s: float, shift: float, add: float, phi_deg: float,
-               detached: bool = False) -> np.ndarray:
-    """|g| for f = s·(cos(θ + shift) − add) along the arc toward W_j (θ_y in degrees).
-
-    The official code clips θ + shift to [ε, π − ε]; where the clip is active df/dc = 0.
-    Cosine clamps are not modelled: compare away from 0° and 180° (see ``_inside``).
-    """
-    theta = np.radians(np.asarray(deg, dtype=float))
-    theta_j = np.abs(theta - math.radians(phi_deg))
-    angle = theta + shift
-    f = s * (np.cos(np.clip(angle, EPS, math.pi - EPS)) - add)
-    active = (angle >= EPS) & (angle <= math.pi - EPS)
-    with np.errstate(divide="ignore", invalid="ignore"):  # θ = 0 is masked by ``_inside``
-        dfdc = s if detached else np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
-    return (1.0 - _p_y(f, s, theta_j)) * dfdc
+def _adaface_g(deg: np.ndarray, s: float, norm: float, phi_deg: float, detached: bool = False,
+               m: float = 0.4, h: float = 0.333, mean: float = 20.0, std: float = 10.0) -> np.ndarray:
+    """AdaFace's |g| along the arc at a norm (the pages' defaults for m, h, μ_z, σ_z)."""
+    g_angle, g_add = adaface_terms(float(z_hat(norm, mean, std, h)), m)
+    return arc_gst(deg, s, g_angle, g_add, phi_deg, detached)
 
 
 def _inside(x: np.ndarray, lo: float = 8.0, hi: float = 170.0) -> np.ndarray:
@@ -122,8 +105,7 @@ def test_explorer_renders_its_four_figures() -> None:
 def test_adaface_gst_matches_the_formula_at_the_default_state() -> None:
     at = _run()
     x, y = _trace(_chart(at, "gst_chart"), "AdaFace")
-    z = _z_hat(30.0, 20.0, 10.0, 0.333)  # the page's defaults
-    expected = _angular_g(x, 64.0, -0.4 * z, 0.4 * z + 0.4, 90.0)
+    expected = _adaface_g(x, 64.0, 30.0, 90.0)  # the page's defaults
     ok = _inside(x)
     np.testing.assert_allclose(y[ok], expected[ok], rtol=1e-6, atol=1e-6)
 
@@ -140,9 +122,7 @@ def test_raising_the_norm_moves_adaface_emphasis_to_hard_samples() -> None:
     at_150, at_60 = np.argmin(abs(x - 150)), np.argmin(abs(x - 60))
     assert high[at_150] / high[at_60] > 1.5 * (low[at_150] / low[at_60])
     ok = _inside(x)
-    z = _z_hat(50.0, 20.0, 10.0, 0.333)
-    np.testing.assert_allclose(high[ok], _angular_g(x, 64, -0.4 * z, 0.4 * z + 0.4, 90)[ok],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(high[ok], _adaface_g(x, 64, 50.0, 90)[ok], rtol=1e-6, atol=1e-6)
     # the terms figure marks the new norm
     terms = _chart(at, "terms_chart")
     assert any("‖z‖ = 50" in a.get("text", "") for a in terms["layout"]["annotations"])
@@ -181,7 +161,7 @@ def test_s_scales_the_gradient_and_detached_makes_df_dc_equal_s() -> None:
     _slider(at, "explorer", "s").set_value(32.0).run()
     x, cos32 = _trace(_chart(at, "gst_chart"), "CosFace")
     ok = _inside(x)
-    np.testing.assert_allclose(cos32[ok], _angular_g(x, 32, 0.0, 0.4, 90)[ok], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(cos32[ok], arc_gst(x, 32, 0.0, 0.4, 90)[ok], rtol=1e-6, atol=1e-9)
     assert 31.0 < cos32[hard] <= 32.0  # CosFace: |g| = (1 − P_y)·s → s for hard samples
 
     at.sidebar.radio(key="explorer:conv").set_value("detached").run()
@@ -189,7 +169,7 @@ def test_s_scales_the_gradient_and_detached_makes_df_dc_equal_s() -> None:
     gst = _chart(at, "gst_chart")
     for name, shift, add in (("ArcFace", 0.4, 0.0), ("Negative angular", -0.4, 0.0)):
         x, y = _trace(gst, name)
-        expected = _angular_g(x, 32, shift, add, 90, detached=True)
+        expected = arc_gst(x, 32, shift, add, 90, detached=True)
         np.testing.assert_allclose(y[_inside(x)], expected[_inside(x)], rtol=1e-6, atol=1e-9)
         # with the margin detached, df/dc = s, so |g|/s = 1 − P_y ≤ 1 everywhere
         assert np.nanmax(y) <= 32.0 + 1e-9
@@ -207,8 +187,7 @@ def test_phi_moves_b0_in_the_feature_plane() -> None:
 
 @pytest.mark.parametrize("conv", ["official", "detached"])
 def test_every_method_draws_its_feature_plane(conv: str) -> None:
-    from adaface_lab.margins import list_margins
-    from adaface_lab.plots import method_label
+    from adaface_lab.margins import list_margins, margin_class
 
     names = list_margins()
     at = _run({"methods": ",".join(names), "conv": conv, "zdirect": "1", "zhat": "0.5"})
@@ -217,7 +196,7 @@ def test_every_method_draws_its_feature_plane(conv: str) -> None:
         at.selectbox(key="explorer:plane").set_value(name).run()
         assert not at.exception, (name, at.exception)
         plane = _chart(at, "plane_chart")
-        assert plane["layout"]["title"]["text"].startswith(method_label(name))
+        assert plane["layout"]["title"]["text"].startswith(margin_class(name).label)
         z = _decode(plane["data"][0]["z"])
         inside = np.isfinite(z)
         assert inside.mean() > 0.7 and np.all(z[inside] >= 0)  # |g| over the whole disc
@@ -240,9 +219,8 @@ def test_url_state_round_trip() -> None:
     gst = _chart(at, "gst_chart")
     assert [t["name"] for t in gst["data"]] == ["ArcFace", "AdaFace"]
     x, y = _trace(gst, "AdaFace")
-    z = _z_hat(45.0, 20.0, 10.0, 0.333)
-    np.testing.assert_allclose(y[_inside(x)], _angular_g(x, 32, -0.4 * z, 0.4 * z + 0.4, 100,
-                                                         detached=True)[_inside(x)], rtol=1e-6)
+    np.testing.assert_allclose(y[_inside(x)], _adaface_g(x, 32, 45.0, 100, detached=True)[_inside(x)],
+                               rtol=1e-6)
     # a change is written back to the URL; defaults stay out of it
     _slider(at, "explorer", "m").set_value(0.35).run()
     assert at.query_params["m"] in ("0.35", ["0.35"])
@@ -298,7 +276,9 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     assert at.title[0].value == "Method gallery"
     grid = _chart(at, "grid_chart")
     heatmaps = [t for t in grid["data"] if t["type"] == "heatmap"]
-    assert len(heatmaps) == 10  # 8 methods + AdaFace at a low and a high norm
+    from adaface_lab.margins import list_margins
+
+    assert len(heatmaps) == len(list_margins()) + 1  # every method, AdaFace at a low and a high norm
     titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("yanchor") == "bottom"
               and a.get("xref") == "paper"]
     assert sum("AdaFace" in t for t in titles) == 2
@@ -306,8 +286,7 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     low, high = _disc_value(grid, 8, 150.0), _disc_value(grid, 9, 150.0)
     assert high > 1.5 * low
     # the independent value: ẑ from the gallery's default norms
-    z_hi = _z_hat(50.0, 20.0, 10.0, 0.333)
-    expected = _angular_g(np.array([150.0]), 64, -0.4 * z_hi, 0.4 * z_hi + 0.4, 90)[0]
+    expected = _adaface_g(np.array([150.0]), 64, 50.0, 90)[0]
     assert high == pytest.approx(expected, rel=0.03)  # a 121² grid cell, not the exact point
     assert grid["layout"]["coloraxis"]["cmax"] == 128.0  # one scale: |g| clipped at 2s
 
@@ -322,7 +301,7 @@ def test_gallery_uses_the_explorers_s_and_m() -> None:
     grid = _chart(at, "grid_chart")
     assert grid["layout"]["coloraxis"]["cmax"] == 64.0
     x, y = _trace(_chart(at, "gallery_gst_chart"), "ArcFace")
-    np.testing.assert_allclose(y[_inside(x)], _angular_g(x, 32, 0.5, 0.0, 90)[_inside(x)], rtol=1e-6)
+    np.testing.assert_allclose(y[_inside(x)], arc_gst(x, 32, 0.5, 0.0, 90)[_inside(x)], rtol=1e-6)
     # changing s on the gallery rescales its colour cap
     _slider(at, "gallery", "s").set_value(48.0).run()
     assert _chart(at, "grid_chart")["layout"]["coloraxis"]["cmax"] == 96.0

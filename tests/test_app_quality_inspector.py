@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests import formulas
 from tests.app_pages import INSPECT_PAGE, open_page, runs, texts  # noqa: F401
 from tests.test_app import _chart, _trace
 
@@ -234,11 +235,12 @@ def test_inspector_checkpoint_norm_to_z_hat_to_margin(tmp_path: Path) -> None:
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
     np.testing.assert_allclose(margins["‖z‖"].to_numpy(), norm, rtol=1e-3)
     # ẑ with the head's μ_z, σ_z and the official h = 0.333, m = 0.4 (DESIGN.md §2)
-    z = np.clip(0.333 * (np.clip(norm, 0.001, 100) - mean) / (std + 1e-3), -1, 1)
+    z = formulas.z_hat(norm, mean, std, 0.333)
     assert np.all(norm < 100) and np.all(np.abs(z) < 0.99) and abs(z[0] - z[1]) > 0.01
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), z, atol=1e-3)
-    np.testing.assert_allclose(margins["g_angle (rad)"].to_numpy(), -0.4 * z, atol=1e-3)
-    np.testing.assert_allclose(margins["g_add"].to_numpy(), 0.4 * z + 0.4, atol=1e-3)
+    g_angle, g_add = formulas.adaface_terms(z, 0.4)
+    np.testing.assert_allclose(margins["g_angle (rad)"].to_numpy(), g_angle, atol=1e-3)
+    np.testing.assert_allclose(margins["g_add"].to_numpy(), g_add, atol=1e-3)
     terms = _chart(at, "terms_chart")
     marks = [a.get("text", "") for a in terms["layout"]["annotations"]]
     assert any(t.startswith(f"‖z‖ = {margins['‖z‖'].iloc[1]:.3g}"[:8]) for t in marks), marks
@@ -251,7 +253,7 @@ def test_inspector_checkpoint_norm_to_z_hat_to_margin(tmp_path: Path) -> None:
     at.sidebar.slider(key="inspect:mean").set_value(float(round(norm[0]) + 2)).run()
     assert not at.exception
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
-    expected = np.clip(0.333 * (norm - round(norm[0]) - 2) / (10.0 + 1e-3), -1, 1)  # σ_z slider default 10
+    expected = formulas.z_hat(norm, round(norm[0]) + 2, 10.0, 0.333)  # σ_z slider default 10
     assert np.all(expected < 0)  # below the slider's μ_z: toward ArcFace
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), expected, atol=1e-3)
 

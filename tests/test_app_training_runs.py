@@ -22,6 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from adaface_lab.runs import Progress, RunFolder
+from tests import formulas
 from tests.app_pages import INSPECT_PAGE, RUNS_PAGE, TINY_BACKBONE, open_page, runs, texts  # noqa: F401
 from tests.fake_runs import write_fake_run
 from tests.test_app import _chart, _decode, _trace
@@ -63,7 +64,7 @@ def test_runs_page_charts_what_the_run_recorded(runs: Path) -> None:
     corr = _chart(at, "corr_chart")
     x, r_norm = _trace(corr, "r(‖z‖, q)")
     np.testing.assert_array_equal(x, [1, 2, 3, 4])
-    quality = 1 - records["brisque"] / 100
+    quality = pd.Series(formulas.quality(records["brisque"]), index=records.index)
     np.testing.assert_allclose(r_norm, _pearson_by_epoch(records, "norm", quality), atol=1e-9)
     _, r_py = _trace(corr, "r(P<sub>y</sub>, q)")
     np.testing.assert_allclose(r_py, _pearson_by_epoch(records, "p_y", quality), atol=1e-9)
@@ -80,7 +81,7 @@ def test_runs_page_charts_what_the_run_recorded(runs: Path) -> None:
 
 def test_choosing_an_epoch_moves_the_scatter_to_that_epochs_records(runs: Path) -> None:
     records = write_fake_run(runs / "mine")
-    records = records[records["brisque"].notna()].assign(quality=1 - records["brisque"] / 100)  # what is plotted
+    records = records.assign(quality=formulas.quality(records["brisque"])).dropna(subset=["quality"])  # as plotted
 
     def scatter_points(at: AppTest) -> tuple[np.ndarray, np.ndarray]:
         data = _chart(at, "scatter_chart")["data"]
@@ -190,7 +191,7 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     shown = " ".join(m.value for m in at.markdown)
     assert f"μ_z = {mean:.2f}, σ_z = {std:.2f}" in shown and "from the checkpoint" in shown
     margins = next(d.value for d in at.dataframe if "‖z‖" in d.value.columns)
-    z = np.clip(0.333 * (np.clip(margins["‖z‖"].to_numpy(), 0.001, 100) - mean) / (std + 1e-3), -1, 1)
+    z = formulas.z_hat(margins["‖z‖"].to_numpy(), mean, std, 0.333)
     np.testing.assert_allclose(margins["ẑ"].to_numpy(), z, atol=1e-3)
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from adaface_lab.data.verification import VerificationPairs, write_bin
 from adaface_lab.evaluate import (
     best_threshold,
+    compare_by_bin,
     embed,
     evaluate_pairs,
     pair_quality_bins,
@@ -227,3 +228,21 @@ def test_verification_by_bin_matches_metrics_on_each_subset() -> None:
         assert row["accuracy"] == pytest.approx(np.mean(accs))
     acc = table.set_index("bin")["accuracy"]
     assert acc["high"] > acc["mixed"] > acc["low"]  # noisier scores verify worse
+
+
+
+def test_compare_by_bin_subtracts_per_bin_and_weighs_against_the_larger_fold_std() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"bin": ["high", "mixed", "low"], "accuracy": [0.90, 0.80, 0.60],
+                          "accuracy_std": [0.02, 0.05, 0.03], "auc": [0.95, 0.85, 0.70]})
+    baseline = pd.DataFrame({"bin": ["low", "high"], "accuracy": [0.50, 0.89],
+                             "accuracy_std": [0.04, 0.01], "auc": [0.60, 0.97]})
+    out = compare_by_bin(table, baseline)
+    assert list(out.index) == ["high", "low"]  # bins in both, in the table's order
+    assert out.loc["high", "accuracy"] == pytest.approx(0.01) and out.loc["high", "auc"] == pytest.approx(-0.02)
+    assert out.loc["high", "fold_std"] == 0.02 and not out.loc["high", "beyond_noise"]
+    assert out.loc["low", "accuracy"] == pytest.approx(0.10) and out.loc["low", "fold_std"] == 0.04
+    assert out.loc["low", "beyond_noise"]
+    with pytest.raises(ValueError, match="accuracy_std"):
+        compare_by_bin(table.drop(columns=["accuracy_std"]), baseline)

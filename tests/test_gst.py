@@ -11,40 +11,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adaface_lab import gst
-from adaface_lab.margins import EPS, build_margin, list_margins
+from adaface_lab.margins import build_margin, list_margins
 
-CONTEXT = {"adaface": {"z_hat": 0.3}, "magface": {"norm": 50.0}}
-
-
-def _context(name, n):
-    return {k: np.full(n, v) for k, v in CONTEXT.get(name, {}).items()}
+from .margin_checks import context_strategy, param_strategy, smooth
 
 
-@settings(max_examples=30, deadline=None)
-@given(method=st.sampled_from(list_margins()), seed=st.integers(0, 10_000),
+@settings(max_examples=40, deadline=None)
+@given(method=st.sampled_from(list_margins()), data=st.data(), seed=st.integers(0, 10_000),
        phi=st.floats(0.3, math.pi), convention=st.sampled_from(gst.CONVENTIONS))
-def test_two_class_gst_equals_autograd_of_the_two_class_loss(method, seed, phi, convention):
-    """NumPy g and g_j agree with autograd of −log softmax([f(c_y), logit_j(c_j)])."""
+def test_two_class_gst_equals_autograd_of_the_two_class_loss(method, data, seed, phi, convention):
+    """NumPy g and g_j agree with autograd of −log softmax([f(c_y), logit_j(c_j)]), for every
+    registered margin at parameters and context drawn from its declared ranges."""
     rng = np.random.default_rng(seed)
     theta = rng.uniform(0.1, math.pi - 0.1, 64)
-    margin = build_margin(method)
-    ctx = _context(method, theta.size)
-    out = gst.arc_profile(margin, theta, phi=phi, t=0.2, convention=convention, **ctx)
+    margin = build_margin(method, **data.draw(param_strategy(method), label="params"))
+    ctx = {k: np.full(theta.size, v) for k, v in data.draw(context_strategy(method), label="context").items()}
+    out = gst.arc_profile(margin, theta, phi=phi, convention=convention, **ctx)
 
     c_y = torch.tensor(np.cos(out["theta_y"]), requires_grad=True)
     c_j = torch.tensor(np.cos(out["theta_j"]), requires_grad=True)
     tctx = {k: torch.tensor(v) for k, v in ctx.items()}
     f = margin.target_logit(c_y, **tctx)
-    lj = margin.negative_logit(c_j, c_y.detach(), t=0.2)
+    lj = margin.negative_logit(c_j, c_y.detach(), **tctx)
     if convention == "detached":
         f = margin.s * c_y + (f - margin.s * c_y).detach()
         lj = margin.s * c_j + (lj - margin.s * c_j).detach()
     loss = -torch.log_softmax(torch.stack([f, lj], dim=1), dim=1)[:, 0].sum()
     loss.backward()
-    # where an ε clip is active autograd and the analytic form legitimately disagree at the kink
-    m1, m2, _ = margin.terms(**ctx) if method != "sphereface" else (1.0, 0.0, 0.0)
-    angle = m1 * out["theta_y"] + m2
-    ok = (angle > EPS + 1e-6) & (angle < math.pi - EPS - 1e-6) & (np.abs(np.cos(out["theta_y"])) < 1 - EPS)
+    # where an ε clamp switches, autograd and the analytic form legitimately disagree at the kink
+    ok = smooth(margin, np.cos(out["theta_y"]), ctx)
+    assert ok.mean() > 0.9
     np.testing.assert_allclose(out["g"][ok], c_y.grad.numpy()[ok], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(out["g_j"], c_j.grad.numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(out["p_y"], torch.softmax(torch.stack([f, lj], 1), 1)[:, 0].detach().numpy(),
@@ -147,3 +143,68 @@ def test_bad_arguments_are_refused():
         gst.feature_plane("magface")
     with pytest.raises(ValueError, match="phi"):
         gst.feature_plane("arcface", phi=0.0)
+
+
+# --------------------------------------------------------------------------- B1 on the arc, autograd check
+
+
+@pytest.mark.parametrize("phi", [math.pi / 3, math.pi / 2, 2.0])
+def test_b1_on_the_arc_solves_f_equal_to_the_negative_logit_by_hand(phi):
+    """f(cos θ) = s·cos(φ − θ) solved on paper: softmax φ/2, ArcFace (φ − m)/2, negative angular
+    (φ + m)/2, CosFace φ/2 − arcsin(m / (2 sin(φ/2)))."""
+    arc, neg, cos = build_margin("arcface"), build_margin("negative_angular"), build_margin("cosface")
+    assert gst.b1_on_arc("softmax", phi=phi) == pytest.approx(phi / 2, abs=1e-9)
+    assert gst.b1_on_arc(arc, phi=phi) == pytest.approx((phi - arc.m) / 2, abs=1e-7)
+    assert gst.b1_on_arc(neg, phi=phi) == pytest.approx((phi + neg.m) / 2, abs=1e-7)
+    assert gst.b1_on_arc(cos, phi=phi) == pytest.approx(phi / 2 - math.asin(cos.m / (2 * math.sin(phi / 2))), abs=1e-7)
+
+
+ARC_CONTEXT = {"adaface": dict(norm=26.0, mean=20.0, std=3.0), "magface": dict(norm=60.0), "curricularface": dict(t=0.4)}
+
+
+@pytest.mark.parametrize("method", list_margins())
+def test_p_y_passes_one_half_where_b1_crosses_the_arc(method):
+    phi = 1.4
+    kw = ARC_CONTEXT.get(method, {})
+    theta = gst.b1_on_arc(method, phi=phi, **kw)
+    margin, t = build_margin(method), kw.get("t", 0.0)
+    context = gst.resolve_context(margin, **{k: v for k, v in kw.items() if k != "t"})
+    p_y = gst.arc_profile(margin, np.array([theta - 1e-3, theta, theta + 1e-3]), phi=phi, t=t, **context)["p_y"]
+    assert 0 < theta < phi
+    assert p_y[1] == pytest.approx(0.5, abs=1e-5)
+    assert p_y[0] > 0.5 > p_y[2], "P_y falls through ½ there, moving from W_y toward W_j"
+
+
+def test_b1_on_the_arc_is_nan_where_p_y_never_reaches_one_half():
+    # φ = 0.2 rad: at W_y itself CosFace's target s(1 − 0.35) is below s·cos φ, so P_y < ½ all along
+    assert math.isnan(gst.b1_on_arc("cosface", phi=0.2))
+    with pytest.raises(ValueError, match="phi"):
+        gst.b1_on_arc("arcface", phi=4.0)
+
+
+@pytest.mark.parametrize("method, detach", [("cosface", False), ("cosface", True), ("arcface", False), ("arcface", True)])
+def test_autograd_check_recovers_the_gradient_written_out_by_hand(method, detach):
+    """P_y from a softmax written out here; g = (P_y − 1)·df/dc with df/dc = s for CosFace and for the
+    detached convention, s·sin(θ + m)/sin θ for ArcFace's official one."""
+    from adaface_lab.heads import build_head
+
+    gen = torch.Generator().manual_seed(3)
+    batch, classes = 16, 5
+    head = build_head(method, 4, classes, detach_margin=detach)
+    cos = 1.4 * torch.rand(batch, classes, generator=gen, dtype=torch.float64) - 0.5  # θ + m stays below π
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    check = gst.autograd_check(head, cos, torch.full((batch, 1), 30.0, dtype=torch.float64), labels)
+
+    s, m = head.margin.s, head.margin.m
+    rows, y = np.arange(batch), labels.numpy()
+    c_y = cos.numpy()[rows, y]
+    theta = np.arccos(c_y)
+    logits = s * cos.numpy()
+    logits[rows, y] = s * (c_y - m) if method == "cosface" else s * np.cos(theta + m)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p_y = p[rows, y] / p.sum(axis=1)
+    dfdc = s if detach or method == "cosface" else s * np.sin(theta + m) / np.sin(theta)
+    np.testing.assert_allclose(check.p_y, p_y, rtol=1e-10)
+    np.testing.assert_allclose(check.autograd, (p_y - 1) * dfdc, rtol=1e-9)
+    np.testing.assert_allclose(check.analytic, (p_y - 1) * dfdc, rtol=1e-9)
+    assert check.relative_error < 1e-9

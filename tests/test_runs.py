@@ -16,6 +16,7 @@ from adaface_lab.cli import main
 from adaface_lab.data.synthetic import SyntheticFaces
 from adaface_lab.runs import Run, RunFolder, TrainingState, load_backbone, load_run
 from adaface_lab.train import train
+from tests import formulas
 from tests.fake_runs import write_fake_run
 from tests.test_train import TINY_BACKBONE, _config
 
@@ -47,7 +48,7 @@ def test_a_run_reads_back_what_training_wrote(trained: Path) -> None:
     run = load_run(trained)
     written = pd.read_parquet(trained / "records.parquet")
     assert len(run.records) == len(written) == 15 * 2 and run.recorded_epochs == [1, 2]
-    np.testing.assert_allclose(run.records["quality"], 1 - run.records["brisque"] / 100)
+    np.testing.assert_allclose(run.records["quality"], formulas.quality(run.records["brisque"]))
     np.testing.assert_allclose(run.records["severity_quality"], 1 - run.records["severity"])
     assert run.records[["epoch", "sample_id"]].equals(run.records[["epoch", "sample_id"]].sort_values(["epoch", "sample_id"]))
     assert list(run.steps["step"]) == list(range(1, 21)) and list(run.epochs["epoch"]) == [1, 2]

@@ -27,6 +27,8 @@ from adaface_lab.quality import brisque_torch
 from adaface_lab.runs import AUGMENT_COLUMNS, RECORD_COLUMNS, Progress, RunExistsError, RunFolder, TrainingState, load_run
 from adaface_lab.train import TrainConfig, pick_device, train
 
+from . import formulas
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +129,7 @@ def test_records_have_one_row_per_probe_sample_and_epoch(straight) -> None:
 
 def test_brisque_is_scored_on_the_image_the_network_saw(straight) -> None:
     rec = pd.read_parquet(straight.records)
-    np.testing.assert_allclose(rec["quality"], 1 - rec["brisque"] / 100)
+    np.testing.assert_allclose(rec["quality"], formulas.quality(rec["brisque"]))
     untouched = rec[~(rec["crop_applied"] | rec["resize_applied"] | rec["photo_applied"])]
     touched = rec[rec["crop_applied"] | rec["resize_applied"] | rec["photo_applied"]]
     assert len(untouched) > 0 and len(touched) > 0
@@ -147,11 +149,10 @@ def test_adaface_terms_follow_the_recorded_norm_and_ema(straight) -> None:
     rec = pd.read_parquet(straight.records)
     steps = pd.read_parquet(straight.steps).set_index("step")
     mu, sigma = steps.loc[rec["step"], "batch_mean"].to_numpy(), steps.loc[rec["step"], "batch_std"].to_numpy()
-    h, m, eps = 0.333, 0.4, 1e-3
-    z_hat = np.clip(h * (rec["norm"].clip(0.001, 100) - mu) / (sigma + eps), -1, 1)
-    np.testing.assert_allclose(rec["z_hat"], z_hat, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(rec["margin_angle"], -m * rec["z_hat"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(rec["margin_add"], m * rec["z_hat"] + m, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rec["z_hat"], formulas.z_hat(rec["norm"], mu, sigma, 0.333), rtol=1e-4, atol=1e-5)
+    g_angle, g_add = formulas.adaface_terms(rec["z_hat"], 0.4)
+    np.testing.assert_allclose(rec["margin_angle"], g_angle, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rec["margin_add"], g_add, rtol=1e-5, atol=1e-6)
 
 
 def test_steps_epochs_and_config_files(straight) -> None:

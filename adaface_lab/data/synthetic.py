@@ -377,69 +377,112 @@ def _render(ip: dict[str, Any], mp: dict[str, Any], dp: dict[str, float], size: 
     big = size * _SS
     canvas = Image.new("RGB", (big, big), _colour(mp["bg"]))
     draw = ImageDraw.Draw(canvas)
-    # background: a second colour in the lower part and a few clutter shapes
+    _draw_background(draw, mp, big)
+    shapes = _face_shapes(ip, mp)
+    _draw_shapes(draw, shapes, _posed_pixels(shapes, ip, mp, big))
+    # occluder: an object in the scene, so it is drawn (antialiased) before lighting
+    _draw_occluder(draw, mp, dp["occlusion_fraction"], big)
+    return _photograph(canvas.reduce(_SS), mp, dp, size, noise_rng)
+
+
+# -- the scene
+
+
+class _Shapes(list[tuple[np.ndarray, tuple[int, int, int], float, int]]):
+    """The face's parts in drawing order, each (points (n, 2) in face units, RGB colour, depth added
+    to the head's surface, line width: 0 for a filled polygon)."""
+
+    def add(self, pts: Any, col: tuple[int, int, int], z: float = 0.0, width: int = 0) -> None:
+        self.append((np.asarray(pts, dtype=np.float64), col, z, width))
+
+
+def _draw_background(draw: ImageDraw.ImageDraw, mp: dict[str, Any], big: int) -> None:
+    """A second colour in the lower part of the canvas and a few clutter shapes."""
     draw.rectangle([0, int(big * 0.6), big, big], fill=_colour(_mix(mp["bg"], mp["bg2"], 0.5)))
     for kind, box, col in mp["clutter"]:
         x0, x1 = sorted(box[:2] * big)
         y0, y1 = sorted(box[2:] * big)
         (draw.ellipse if kind else draw.rectangle)([x0, y0, x1, y1], fill=_colour(col))
 
-    skin, hair = ip["skin"], ip["hair"]
-    shapes: list[tuple[np.ndarray, tuple[int, int, int], float, int]] = []  # (pts, colour, z_extra, line width)
 
-    def add(pts: np.ndarray, col: tuple[int, int, int], z: float = 0.0, width: int = 0) -> None:
-        shapes.append((np.asarray(pts, dtype=np.float64), col, z, width))
-
+def _face_shapes(ip: dict[str, Any], mp: dict[str, Any]) -> _Shapes:
+    """Every part of the face, back to front."""
+    shapes = _Shapes()
     back, front = _hair_shapes(ip, mp)
     for poly in back:
-        add(poly, _colour(hair, 0.85), -0.25)
-    # neck and ears behind the face
-    a = ip["face_a"]
+        shapes.add(poly, _colour(ip["hair"], 0.85), -0.25)
+    _add_head(shapes, ip)
+    _add_nose(shapes, ip)
+    _add_mouth(shapes, ip, mp)
+    _add_eyes(shapes, ip, mp)
+    _add_brows(shapes, ip, mp)
+    _add_facial_hair(shapes, ip)
+    for poly in front:
+        shapes.add(poly, _colour(ip["hair"]), 0.03)
+    if mp["glasses_on"]:
+        _add_glasses(shapes, ip)
+    return shapes
+
+
+def _add_head(shapes: _Shapes, ip: dict[str, Any]) -> None:
+    """Neck and ears behind the face, the face, its cheeks."""
+    skin, a = ip["skin"], ip["face_a"]
     neck_top = ip["face_cy"] + 0.2
-    add(np.array([[-0.55 * a, neck_top], [0.55 * a, neck_top], [0.62 * a, 0.75], [-0.62 * a, 0.75]]),
-        _colour(skin, 0.78), -0.2)
+    shapes.add(np.array([[-0.55 * a, neck_top], [0.55 * a, neck_top], [0.62 * a, 0.75], [-0.62 * a, 0.75]]),
+               _colour(skin, 0.78), -0.2)
     for sgn in (-1.0, 1.0):
         ex = sgn * (a - 0.01)
-        add(_ellipse(ex, ip["ear_y"], ip["ear_rx"], ip["ear_ry"], n=16), _colour(skin, 0.88), -0.12)
-        add(_ellipse(ex + sgn * 0.006, ip["ear_y"], ip["ear_rx"] * 0.5, ip["ear_ry"] * 0.6, n=12),
-            _colour(skin, 0.7), -0.12)
-    add(_face_outline(ip), _colour(skin))
-    # cheeks
+        shapes.add(_ellipse(ex, ip["ear_y"], ip["ear_rx"], ip["ear_ry"], n=16), _colour(skin, 0.88), -0.12)
+        shapes.add(_ellipse(ex + sgn * 0.006, ip["ear_y"], ip["ear_rx"] * 0.5, ip["ear_ry"] * 0.6, n=12),
+                   _colour(skin, 0.7), -0.12)
+    shapes.add(_face_outline(ip), _colour(skin))
     if ip["blush"] > 0.05:
         for sgn in (-1.0, 1.0):
-            add(_ellipse(sgn * (ip["eye_dx"] + 0.02), ip["nose_y"] + 0.03, 0.05, 0.035, n=16),
-                _colour(_mix(skin, np.array([200.0, 90.0, 90.0]), ip["blush"])))
-    # nose: bridge shadow, base, nostrils
-    ny, nw = ip["nose_y"], ip["nose_w"]
+            shapes.add(_ellipse(sgn * (ip["eye_dx"] + 0.02), ip["nose_y"] + 0.03, 0.05, 0.035, n=16),
+                       _colour(_mix(skin, np.array([200.0, 90.0, 90.0]), ip["blush"])))
+
+
+def _add_nose(shapes: _Shapes, ip: dict[str, Any]) -> None:
+    """Bridge shadow, base, nostrils."""
+    skin, ny, nw = ip["skin"], ip["nose_y"], ip["nose_w"]
     if ip["nose_bridge"] > 0.4:
-        add(np.array([[0.012, ip["eye_y"] + 0.02], [0.02, ny - 0.01], [0.005, ny - 0.01], [0.0, ip["eye_y"] + 0.02]]),
-            _colour(skin, 0.86), 0.5 * ip["nose_z"])
-    add(_ellipse(0.0, ny, nw, 0.03, n=18), _colour(skin, 0.9), ip["nose_z"])
-    add(_ellipse(0.0, ny - 0.008, nw * 0.55, 0.022, n=14), _colour(skin, 1.04), ip["nose_z"] * 1.05)
+        shapes.add(np.array([[0.012, ip["eye_y"] + 0.02], [0.02, ny - 0.01], [0.005, ny - 0.01],
+                             [0.0, ip["eye_y"] + 0.02]]), _colour(skin, 0.86), 0.5 * ip["nose_z"])
+    shapes.add(_ellipse(0.0, ny, nw, 0.03, n=18), _colour(skin, 0.9), ip["nose_z"])
+    shapes.add(_ellipse(0.0, ny - 0.008, nw * 0.55, 0.022, n=14), _colour(skin, 1.04), ip["nose_z"] * 1.05)
     for sgn in (-1.0, 1.0):
-        add(_ellipse(sgn * nw * 0.45, ny + 0.012, nw * 0.22, 0.009, n=10), _colour(skin, 0.45), ip["nose_z"] * 0.8)
-    # mouth
-    my, mw = ip["mouth_y"], ip["mouth_w"]
+        shapes.add(_ellipse(sgn * nw * 0.45, ny + 0.012, nw * 0.22, 0.009, n=10), _colour(skin, 0.45),
+                   ip["nose_z"] * 0.8)
+
+
+_LIP_XS = np.linspace(-1.0, 1.0, 13)  # positions across the mouth, from corner to corner
+
+
+def _add_mouth(shapes: _Shapes, ip: dict[str, Any], mp: dict[str, Any]) -> None:
+    """Lips (corners lifted by the smile) and, when open, the mouth's inside and teeth."""
+    my, mw, xs = ip["mouth_y"], ip["mouth_w"], _LIP_XS
     lift = 0.022 * mp["smile"]
     opening = 0.03 * mp["mouth_open"]
-    xs = np.linspace(-1.0, 1.0, 13)
     corner = my - lift
     centre_curve = corner + (lift) * (1 - xs**2)  # corners lifted when smiling
     upper_top = centre_curve - ip["lip_up"] * (1 - xs**2) ** 0.5 - 0.004 * np.cos(xs * math.pi * 2) * (1 - xs**2)
     lower_bot = centre_curve + opening + ip["lip_low"] * (1 - xs**2) ** 0.5
     px = xs * mw
     if opening > 0.004:
-        add(np.concatenate([np.stack([px, centre_curve - 0.002], 1), np.stack([px, centre_curve + opening], 1)[::-1]]),
-            (60, 20, 25))
-        add(np.stack([px[3:10] * 0.9, centre_curve[3:10] + 0.003], 1).tolist()
-            + np.stack([px[3:10] * 0.9, centre_curve[3:10] + min(opening, 0.012)], 1)[::-1].tolist(),
-            (235, 230, 220))
-    add(np.concatenate([np.stack([px, upper_top], 1), np.stack([px, centre_curve], 1)[::-1]]),
-        _colour(ip["lip"], 0.92))
-    add(np.concatenate([np.stack([px, centre_curve + opening], 1), np.stack([px, lower_bot], 1)[::-1]]),
-        _colour(ip["lip"], 1.05))
-    add(np.stack([px, centre_curve + opening * 0.5], 1), _colour(ip["lip"], 0.5), 0.0, 1)
-    # eyes
+        shapes.add(np.concatenate([np.stack([px, centre_curve - 0.002], 1),
+                                   np.stack([px, centre_curve + opening], 1)[::-1]]), (60, 20, 25))
+        shapes.add(np.stack([px[3:10] * 0.9, centre_curve[3:10] + 0.003], 1).tolist()
+                   + np.stack([px[3:10] * 0.9, centre_curve[3:10] + min(opening, 0.012)], 1)[::-1].tolist(),
+                   (235, 230, 220))
+    shapes.add(np.concatenate([np.stack([px, upper_top], 1), np.stack([px, centre_curve], 1)[::-1]]),
+               _colour(ip["lip"], 0.92))
+    shapes.add(np.concatenate([np.stack([px, centre_curve + opening], 1), np.stack([px, lower_bot], 1)[::-1]]),
+               _colour(ip["lip"], 1.05))
+    shapes.add(np.stack([px, centre_curve + opening * 0.5], 1), _colour(ip["lip"], 0.5), 0.0, 1)
+
+
+def _add_eyes(shapes: _Shapes, ip: dict[str, Any], mp: dict[str, Any]) -> None:
+    """Per eye: socket shadow, eye white (opened by `eye_open`), iris, pupil, upper lid line."""
     ex, ey, erx, ery = ip["eye_dx"], ip["eye_y"], ip["eye_rx"], ip["eye_ry"]
     op = mp["eye_open"]
     t = np.linspace(0.0, math.pi, 11)
@@ -450,13 +493,18 @@ def _render(ip: dict[str, Any], mp: dict[str, Any], dp: dict[str, float], size: 
         lo = np.stack([np.cos(t[::-1]) * erx, np.sin(t[::-1]) * ery * 0.8 * max(op, 0.35)], 1)
         pts = np.concatenate([up, lo])
         rot = np.stack([ca * pts[:, 0] - sa * pts[:, 1], sa * pts[:, 0] + ca * pts[:, 1]], 1) + [sgn * ex, ey]
-        add(_ellipse(sgn * ex, ey + 0.004, erx * 1.25, ery * 1.9, ang, n=16), _colour(skin, 0.85))
-        add(rot, (240, 238, 232))
+        shapes.add(_ellipse(sgn * ex, ey + 0.004, erx * 1.25, ery * 1.9, ang, n=16), _colour(ip["skin"], 0.85))
+        shapes.add(rot, (240, 238, 232))
         ir = ery * ip["iris_r"] * 1.3 * min(1.0, 0.45 + 0.55 * op)
-        add(_ellipse(sgn * ex, ey, ir, ir, n=14), _colour(ip["iris"]))
-        add(_ellipse(sgn * ex, ey, ir * 0.42, ir * 0.42, n=10), (15, 12, 12))
-        add(rot[:11], (30, 22, 20), 0.0, 2)
-    # brows
+        shapes.add(_ellipse(sgn * ex, ey, ir, ir, n=14), _colour(ip["iris"]))
+        shapes.add(_ellipse(sgn * ex, ey, ir * 0.42, ir * 0.42, n=10), (15, 12, 12))
+        shapes.add(rot[:11], (30, 22, 20), 0.0, 2)
+
+
+def _add_brows(shapes: _Shapes, ip: dict[str, Any], mp: dict[str, Any]) -> None:
+    """Two arched brows, thinning outwards, raised by `brow_raise`."""
+    skin, hair = ip["skin"], ip["hair"]
+    ex, ey, ery = ip["eye_dx"], ip["eye_y"], ip["eye_ry"]
     raise_ = 0.012 * mp["brow_raise"]
     bx = np.linspace(0.0, 1.0, 9)
     for sgn in (-1.0, 1.0):
@@ -468,44 +516,55 @@ def _render(ip: dict[str, Any], mp: dict[str, Any], dp: dict[str, float], size: 
         pts = np.concatenate([np.stack([x, yb - th / 2], 1), np.stack([x, yb + th / 2], 1)[::-1]])
         pts[:, 0] *= sgn
         brow_col = _mix(hair, np.array([30.0, 25.0, 20.0]), 0.35) if hair.mean() < 170 else hair * 0.8
-        add(pts, _colour(_mix(skin, brow_col, ip["brow_dark"])))
-    # facial hair
-    beard_col = _colour(hair, 0.9)
-    if ip["beard"] in (1, 3):
-        add(np.array([[-mw * 1.05, my - 0.01], [-mw * 0.2, my - 0.035], [0, my - 0.03], [mw * 0.2, my - 0.035],
-                      [mw * 1.05, my - 0.01], [mw * 0.8, my - 0.02], [0, my - ip["lip_up"] - 0.004],
-                      [-mw * 0.8, my - 0.02]]), beard_col, 0.02)
-    if ip["beard"] in (2, 3):
-        chin = ip["face_cy"] + ip["face_b_low"]
-        w = mw * (1.1 if ip["beard"] == 2 else 0.0)
-        if ip["beard"] == 3:
-            outline = _face_outline(ip)
-            lower = outline[(outline[:, 1] > ip["nose_y"] + 0.02)]
-            lower = lower[np.argsort(np.arctan2(lower[:, 1] - ip["face_cy"], lower[:, 0]))]
-            inner = np.stack([xs * mw * 1.15, my + 0.035 + 0.02 * (1 - xs**2)], 1)[::-1]
-            add(np.concatenate([lower[::-1], inner[::-1]]), beard_col)
-        else:
-            top_y = my + ip["lip_low"] + 0.01
-            add(_ellipse(0.0, 0.5 * (top_y + chin), w * 0.45, 0.5 * (chin - top_y), n=16), beard_col)
-    if ip["mole"]:
-        add(_ellipse(ip["mole_x"], ip["mole_y"], 0.008, 0.008, n=8), _colour(skin, 0.45))
-    for poly in front:
-        add(poly, _colour(hair), 0.03)
-    if mp["glasses_on"]:
-        gc = _colour(ip["glasses_colour"])
-        for sgn in (-1.0, 1.0):
-            if ip["glasses_round"]:
-                frame = _ellipse(sgn * ex, ey + 0.004, erx * 1.45, erx * 1.1, n=18)
-            else:
-                w2, h2 = erx * 1.5, erx * 0.95
-                frame = np.array([[sgn * ex - w2, ey - h2], [sgn * ex + w2, ey - h2], [sgn * ex + w2, ey + h2],
-                                  [sgn * ex - w2, ey + h2]])
-            add(np.concatenate([frame, frame[:1]]), gc, 0.04, 3)
-            add(np.array([[sgn * (ex + erx * 1.45), ey], [sgn * (a - 0.005), ey - 0.005]]), gc, 0.0, 2)
-        add(np.array([[-ex + erx * 1.4, ey - 0.005], [0.0, ey - 0.012], [ex - erx * 1.4, ey - 0.005]]), gc, 0.05, 2)
+        shapes.add(pts, _colour(_mix(skin, brow_col, ip["brow_dark"])))
 
-    # 3-D pose: points lie on an ellipsoidal head (plus per-shape depth), rotated by yaw and pitch,
-    # then rolled, scaled and shifted in the image plane.
+
+def _add_facial_hair(shapes: _Shapes, ip: dict[str, Any]) -> None:
+    """Moustache (beard 1, 3), chin beard (2) or full beard (3), and a mole."""
+    my, mw = ip["mouth_y"], ip["mouth_w"]
+    beard_col = _colour(ip["hair"], 0.9)
+    if ip["beard"] in (1, 3):
+        shapes.add(np.array([[-mw * 1.05, my - 0.01], [-mw * 0.2, my - 0.035], [0, my - 0.03], [mw * 0.2, my - 0.035],
+                             [mw * 1.05, my - 0.01], [mw * 0.8, my - 0.02], [0, my - ip["lip_up"] - 0.004],
+                             [-mw * 0.8, my - 0.02]]), beard_col, 0.02)
+    if ip["beard"] == 3:
+        outline = _face_outline(ip)
+        lower = outline[(outline[:, 1] > ip["nose_y"] + 0.02)]
+        lower = lower[np.argsort(np.arctan2(lower[:, 1] - ip["face_cy"], lower[:, 0]))]
+        inner = np.stack([_LIP_XS * mw * 1.15, my + 0.035 + 0.02 * (1 - _LIP_XS**2)], 1)[::-1]
+        shapes.add(np.concatenate([lower[::-1], inner[::-1]]), beard_col)
+    elif ip["beard"] == 2:
+        chin = ip["face_cy"] + ip["face_b_low"]
+        w = mw * 1.1
+        top_y = my + ip["lip_low"] + 0.01
+        shapes.add(_ellipse(0.0, 0.5 * (top_y + chin), w * 0.45, 0.5 * (chin - top_y), n=16), beard_col)
+    if ip["mole"]:
+        shapes.add(_ellipse(ip["mole_x"], ip["mole_y"], 0.008, 0.008, n=8), _colour(ip["skin"], 0.45))
+
+
+def _add_glasses(shapes: _Shapes, ip: dict[str, Any]) -> None:
+    """Round or rectangular frames, the arms toward the ears and the bridge."""
+    ex, ey, erx, a = ip["eye_dx"], ip["eye_y"], ip["eye_rx"], ip["face_a"]
+    gc = _colour(ip["glasses_colour"])
+    for sgn in (-1.0, 1.0):
+        if ip["glasses_round"]:
+            frame = _ellipse(sgn * ex, ey + 0.004, erx * 1.45, erx * 1.1, n=18)
+        else:
+            w2, h2 = erx * 1.5, erx * 0.95
+            frame = np.array([[sgn * ex - w2, ey - h2], [sgn * ex + w2, ey - h2], [sgn * ex + w2, ey + h2],
+                              [sgn * ex - w2, ey + h2]])
+        shapes.add(np.concatenate([frame, frame[:1]]), gc, 0.04, 3)
+        shapes.add(np.array([[sgn * (ex + erx * 1.45), ey], [sgn * (a - 0.005), ey - 0.005]]), gc, 0.0, 2)
+    shapes.add(np.array([[-ex + erx * 1.4, ey - 0.005], [0.0, ey - 0.012], [ex - erx * 1.4, ey - 0.005]]), gc, 0.05, 2)
+
+
+def _posed_pixels(shapes: _Shapes, ip: dict[str, Any], mp: dict[str, Any], big: int) -> list[float]:
+    """Every shape point in canvas pixels after the 3-D pose, flat (x0, y0, x1, y1, ...) as PIL takes them.
+
+    Points lie on an ellipsoidal head (plus each shape's depth), rotated by yaw and pitch, then
+    rolled, scaled and shifted in the image plane.
+    """
+    a = ip["face_a"]
     counts = [len(s[0]) for s in shapes]
     pts = np.concatenate([s[0] for s in shapes])
     zext = np.repeat([s[2] for s in shapes], counts)
@@ -524,25 +583,39 @@ def _render(ip: dict[str, Any], mp: dict[str, Any], dp: dict[str, float], size: 
     xy_all = np.empty((len(x2), 2))
     xy_all[:, 0] = (0.5 + x2) * big
     xy_all[:, 1] = (0.5 + y2) * big
-    flat = xy_all.ravel().tolist()  # x0, y0, x1, y1, ... as PIL takes them
+    return xy_all.ravel().tolist()
+
+
+def _draw_shapes(draw: ImageDraw.ImageDraw, shapes: _Shapes, flat: list[float]) -> None:
+    """Fill each polygon (or draw each line) at its posed pixel coordinates ``flat``."""
     start = 0
-    for (_, col, _, width), n in zip(shapes, counts):
+    for pts, col, _, width in shapes:
+        n = len(pts)
         xy = flat[2 * start:2 * (start + n)]
         start += n
         if width:
             draw.line(xy, fill=col, width=width * _SS, joint="curve")
         else:
             draw.polygon(xy, fill=col)
-    # occluder: an object in the scene, so it is drawn (antialiased) before lighting
-    if dp["occlusion_fraction"] > 0.005:
-        area = dp["occlusion_fraction"] * (0.8 * big) ** 2
+
+
+def _draw_occluder(draw: ImageDraw.ImageDraw, mp: dict[str, Any], fraction: float, big: int) -> None:
+    """A rectangle or ellipse covering ``fraction`` of the central 80 % of the canvas (none below 0.5 %)."""
+    if fraction > 0.005:
+        area = fraction * (0.8 * big) ** 2
         w = math.sqrt(area * mp["occ_aspect"])
         h = area / w
         cx, cy = mp["occ_centre"][0] * big, mp["occ_centre"][1] * big
         box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
         (draw.ellipse if mp["occ_round"] else draw.rectangle)(box, fill=_colour(mp["occ_colour"]))
-    small = canvas.reduce(_SS)
 
+
+# -- the camera
+
+
+def _photograph(small: Image.Image, mp: dict[str, Any], dp: dict[str, float], size: int,
+                noise_rng: Callable[[], np.random.Generator]) -> np.ndarray:
+    """Light the scene and degrade it as a camera would: uint8 (size, size, 3)."""
     # lighting: directional gradient x exposure x white balance, one multiplicative map
     f = np.asarray(small, dtype=np.float32)
     f *= _shade_map(size, mp)[:, :, None]

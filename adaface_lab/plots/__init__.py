@@ -8,14 +8,11 @@ from .images import image_strip_figure
 from .inspector import brisque_sweep_figure
 from .margins import (
     G_CAP_IN_S,
-    METHOD_COLORS,
-    METHOD_LABELS,
     MethodSpec,
     adaface_terms_figure,
     feature_plane_figure,
     feature_plane_grid,
     gst_curves_figure,
-    method_label,
     method_spec,
     save_figure,
     static_image,
@@ -37,8 +34,6 @@ from .training import (
 
 __all__ = [
     "G_CAP_IN_S",
-    "METHOD_COLORS",
-    "METHOD_LABELS",
     "MethodSpec",
     "adaface_terms_figure",
     "brisque_sweep_figure",
@@ -46,7 +41,6 @@ __all__ = [
     "feature_plane_grid",
     "gst_curves_figure",
     "image_strip_figure",
-    "method_label",
     "method_spec",
     "save_figure",
     "static_image",

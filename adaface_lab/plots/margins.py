@@ -10,7 +10,8 @@ per-point Python loops) so that the app can rebuild them on every slider move; e
 
 A method is passed to the curve builders as a :class:`MethodSpec` ``(label, margin, context)``;
 ``context`` holds what :func:`adaface_lab.gst.resolve_context` needs (``norm``, ``z_hat``, ``mean``,
-``std``) and optionally CurricularFace's ``t``. Build one with :func:`method_spec`.
+``std``, ``t``). Build one with :func:`method_spec`. Each method's display label, colour and the
+part of its context a title shows come from its margin class (:mod:`adaface_lab.margins`).
 """
 
 from __future__ import annotations
@@ -30,38 +31,19 @@ import plotly.graph_objects as go
 
 from .._atomic import write_bytes_atomic
 from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context
-from ..margins import Margin, adaface_terms, adaface_z_hat, build_margin, magface_margin
-
-METHOD_LABELS: dict[str, str] = {
-    "softmax": "Softmax",
-    "cosface": "CosFace",
-    "arcface": "ArcFace",
-    "negative_angular": "Negative angular",
-    "sphereface": "SphereFace",
-    "combined": "Combined",
-    "magface": "MagFace",
-    "curricularface": "CurricularFace",
-    "adaface": "AdaFace",
-}
-"""Display names of the registered margins."""
-
-METHOD_COLORS: dict[str, str] = {
-    "softmax": "#7f7f7f",
-    "cosface": "#1f77b4",
-    "arcface": "#d62728",
-    "negative_angular": "#2ca02c",
-    "sphereface": "#9467bd",
-    "combined": "#8c564b",
-    "magface": "#e377c2",
-    "curricularface": "#bcbd22",
-    "adaface": "#ff7f0e",
-}
-"""One colour per method, the same in every figure."""
+from ..margins import (
+    CONTEXT_INPUTS,
+    ArcFace,
+    CosFace,
+    Margin,
+    adaface_terms,
+    adaface_z_hat,
+    build_margin,
+)
 
 G_CAP_IN_S = 2.0
 """Default colour cap of |g| in the feature planes, in units of s (|g| ≤ s for CosFace)."""
 
-_CONTEXT_KEYS = ("norm", "z_hat", "mean", "std", "t")
 _FONT = dict(size=13)
 
 
@@ -76,11 +58,6 @@ class MethodSpec(NamedTuple):
 MethodLike = Union[MethodSpec, tuple, Margin, str]
 
 
-def method_label(name: str) -> str:
-    """Display name of the margin registered as ``name`` (the name itself when unknown)."""
-    return METHOD_LABELS.get(name, name)
-
-
 def method_spec(margin: Margin | str, label: str | None = None, **context: Any) -> MethodSpec:
     """A :class:`MethodSpec`; ``margin`` may be a registered name (default parameters).
 
@@ -89,10 +66,10 @@ def method_spec(margin: Margin | str, label: str | None = None, **context: Any) 
     """
     if isinstance(margin, str):
         margin = build_margin(margin)
-    unknown = set(context) - set(_CONTEXT_KEYS)
+    unknown = set(context) - set(CONTEXT_INPUTS)
     if unknown:
-        raise ValueError(f"unknown context keyword(s) {sorted(unknown)}; known: {_CONTEXT_KEYS}")
-    return MethodSpec(label or method_label(margin.name), margin, dict(context))
+        raise ValueError(f"unknown context keyword(s) {sorted(unknown)}; known: {CONTEXT_INPUTS}")
+    return MethodSpec(label or margin.label, margin, dict(context))
 
 
 def _as_spec(item: MethodLike) -> MethodSpec:
@@ -114,14 +91,12 @@ def _as_spec(item: MethodLike) -> MethodSpec:
 
 def _profile(spec: MethodSpec, theta_y: np.ndarray, phi: float, convention: str) -> dict[str, np.ndarray]:
     """:func:`adaface_lab.gst.arc_profile` of one method along the arc (θ_y in radians)."""
-    ctx = dict(spec.context)
-    t = float(ctx.pop("t", 0.0))
-    context = resolve_context(spec.margin, **ctx)
-    return arc_profile(spec.margin, theta_y, phi=phi, t=t, convention=convention, **context)
+    context = resolve_context(spec.margin, **spec.context)
+    return arc_profile(spec.margin, theta_y, phi=phi, convention=convention, **context)
 
 
 def _color(spec: MethodSpec) -> str | None:
-    return METHOD_COLORS.get(spec.margin.name)
+    return spec.margin.color
 
 
 def _dash(index: int, specs: Sequence[MethodSpec], spec: MethodSpec) -> str:
@@ -195,26 +170,15 @@ def _plane_cap(planes: Sequence[FeaturePlane],
     return 0.0, hi, f"|g|<br><sup>clipped at<br>{G_CAP_IN_S:g}s = {hi:g}</sup>"
 
 
-_TITLE_SKIP = {"t_alpha", "lambda_g", "l_a", "u_a", "l_m", "u_m"}
-
-
 def _plane_title(plane: FeaturePlane) -> str:
-    """"Method (s=…, m=…)" plus the per-sample context that shapes the picture."""
-    p = plane.params
-    params = ", ".join(f"{k}={v:g}" for k, v in p.items()
-                       if k not in _TITLE_SKIP and isinstance(v, (int, float)))
-    title = f"{method_label(plane.method)} ({params})"
-    ctx = plane.context
-    if plane.method == "adaface":
-        if "z_hat" in ctx:
-            title += f", ẑ={ctx['z_hat']:.2f}"
-        elif "norm" in ctx:
-            title += f", ‖z‖={ctx['norm']:g}"
-    elif plane.method == "magface" and "norm" in ctx:
-        m = float(magface_margin(np.asarray(ctx["norm"], dtype=float), p["l_a"], p["u_a"],
-                                 p["l_m"], p["u_m"]))
-        title += f", m(‖z‖={ctx['norm']:g})={m:.2f}"
-    return title
+    """"Label (s=…, m=…)" with the parameters the margin shows, plus what its per-sample context
+    sets (e.g. AdaFace's ẑ, MagFace's m(‖z‖))."""
+    margin = plane.margin
+    shown = margin.param_ranges()
+    params = ", ".join(f"{k}={v:g}" for k, v in margin.params().items()
+                       if shown[k].shown and isinstance(v, (int, float)))
+    note = margin.context_label(plane.context)
+    return f"{margin.label} ({params})" + (f", {note}" if note else "")
 
 
 def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
@@ -449,7 +413,7 @@ def adaface_terms_figure(h: float, m: float, mean: float, std: float, norm: floa
     norms = np.linspace(0.0, float(norm_max), n)
     zh = adaface_z_hat(norms, mean, std, h)
     g_angle, g_add = adaface_terms(zh, m)
-    red, blue = METHOD_COLORS["arcface"], METHOD_COLORS["cosface"]
+    red, blue = ArcFace.color, CosFace.color  # angular term as ArcFace, additive as CosFace
     line = dict(type="scatter", x=norms, mode="lines", hovertemplate="%{y:.3f}")
     data = [
         dict(line, y=zh, name="ẑ", line=dict(color="#333", width=2.5)),
@@ -572,14 +536,11 @@ def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
 
 __all__ = [
     "G_CAP_IN_S",
-    "METHOD_COLORS",
-    "METHOD_LABELS",
     "MethodSpec",
     "adaface_terms_figure",
     "feature_plane_figure",
     "feature_plane_grid",
     "gst_curves_figure",
-    "method_label",
     "method_spec",
     "save_figure",
     "static_image",

@@ -6,26 +6,30 @@ import math
 
 import streamlit as st
 
-from _methods import CHART_CONFIG, LABELS, METHODS, P, plane, spec, z_hat_now
+from _charts import CHART_CONFIG
+from _margin_controls import controls, label, make_margin, other_margin_controls, plane, spec, z_hat_now
 from _state import bind, sync_url
+from adaface_lab.margins import list_margins, margin_class
 from adaface_lab.plots import feature_plane_grid, gst_curves_figure
 
 PAGE = "gallery"
-PARAMS = [P[k] for k in ("m", "s", "phi", "conv", "nlo", "nhi", "cols", "h", "mean", "std",
-                         "norm", "sm", "ct", "m1", "m2", "m3")]
+MARGIN, NORMS, MAPPING = ("m", "s", "phi", "conv"), ("nlo", "nhi"), ("h", "mean", "std", "norm")
+P = controls()
+OTHERS = other_margin_controls((*MARGIN, *MAPPING, "zhat"))  # every other method's parameters
+PARAMS = [P[k] for k in (*MARGIN, *NORMS, "cols", *MAPPING, *OTHERS)]
 GALLERY_RESOLUTION = 121
 
 bind(PARAMS, PAGE)
 side = st.sidebar
 v: dict = {"zdirect": False}
 side.subheader("Margin")
-for key in ("m", "s", "phi", "conv"):
+for key in MARGIN:
     v[key] = P[key].widget(side, PAGE)
 side.subheader("AdaFace at a low and a high norm")
-for key in ("nlo", "nhi"):
+for key in NORMS:
     v[key] = P[key].widget(side, PAGE)
 with side.expander("ẑ mapping, MagFace norm, other methods"):
-    for key in ("h", "mean", "std", "norm", "sm", "ct", "m1", "m2", "m3"):
+    for key in (*MAPPING, *OTHERS):
         v[key] = P[key].widget(st, PAGE)
 v["cols"] = P["cols"].widget(side, PAGE)
 
@@ -39,13 +43,21 @@ st.markdown(
     f"‖z‖ = {v['norm']:g}."
 )
 
-names = [n for n in METHODS if n != "adaface"]
-entries = [(n, None, None) for n in names] + [
-    ("adaface", v["nlo"], f"AdaFace, low norm (ẑ = {z_lo:+.2f})"),
-    ("adaface", v["nhi"], f"AdaFace, high norm (ẑ = {z_hi:+.2f})"),
+# every method once; a method whose margin follows ẑ (AdaFace) at a low and at a high norm
+names = list_margins()
+by_z_hat = [n for n in names if "z_hat" in margin_class(n).needs]
+
+
+def _at_norm(name: str, norm: float, which: str) -> tuple[str, float, str]:
+    z = float(make_margin(name, v).resolve_context(norm=norm, mean=v["mean"], std=v["std"])["z_hat"])
+    return name, norm, f"{label(name)}, {which} norm (ẑ = {z:+.2f})"
+
+
+entries = [(n, None, None) for n in names if n not in by_z_hat] + [
+    entry for n in by_z_hat for entry in (_at_norm(n, v["nlo"], "low"), _at_norm(n, v["nhi"], "high"))
 ]
 planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _ in entries]
-titles = [title or LABELS[n] for n, _, title in entries]
+titles = [title or label(n) for n, _, title in entries]
 st.plotly_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=320),
                 width="stretch", config=CHART_CONFIG, key="grid_chart")
 st.caption("One colour scale for all panels: |g| clipped at 2s. B0 dashed, B1 solid.")

@@ -6,7 +6,8 @@ import math
 
 import streamlit as st
 
-from _methods import CHART_CONFIG, LABELS, P, plane, spec, z_hat_now
+from _charts import CHART_CONFIG
+from _margin_controls import controls, label, other_margin_controls, plane, spec, z_hat_now
 from _state import bind, sync_url, value
 from adaface_lab.margins import adaface_terms
 from adaface_lab.plots import (
@@ -17,24 +18,26 @@ from adaface_lab.plots import (
 )
 
 PAGE = "explorer"
-PARAMS = [P[k] for k in ("methods", "m", "s", "h", "norm", "mean", "std", "zdirect", "zhat",
-                         "phi", "conv", "sm", "ct", "m1", "m2", "m3", "plane")]
+MARGIN, ADAFACE, GEOMETRY = ("m", "s"), ("h", "norm", "mean", "std", "zdirect"), ("phi", "conv")
+P = controls()
+OTHERS = other_margin_controls((*MARGIN, *ADAFACE, "zhat"))  # every other method's parameters
+PARAMS = [P[k] for k in ("methods", *MARGIN, *ADAFACE, "zhat", *GEOMETRY, *OTHERS, "plane")]
 
 bind(PARAMS, PAGE)
 side = st.sidebar
 v = {"methods": P["methods"].widget(side, PAGE)}
 side.subheader("Margin")
-for key in ("m", "s"):
+for key in MARGIN:
     v[key] = P[key].widget(side, PAGE)
 side.subheader("AdaFace: norm → ẑ")
-for key in ("h", "norm", "mean", "std", "zdirect"):
+for key in ADAFACE:
     v[key] = P[key].widget(side, PAGE)
 v["zhat"] = P["zhat"].widget(side, PAGE) if v["zdirect"] else value("zhat", P["zhat"].default)
 side.subheader("Geometry and gradient")
-for key in ("phi", "conv"):
+for key in GEOMETRY:
     v[key] = P[key].widget(side, PAGE)
 with side.expander("Other methods' parameters"):
-    for key in ("sm", "ct", "m1", "m2", "m3"):
+    for key in OTHERS:
         v[key] = P[key].widget(st, PAGE)
 
 st.title("Margin explorer")
@@ -79,4 +82,4 @@ with right2:
 
 sync_url(PARAMS)
 st.caption("The view is in the address bar: copy it to share exactly this state. "
-           f"Methods shown: {', '.join(LABELS[n] for n in v['methods']) or 'none'}.")
+           f"Methods shown: {', '.join(label(n) for n in v['methods']) or 'none'}.")

@@ -12,7 +12,8 @@ import torch
 import _norm_probe
 import _run_folders
 import _uploads
-from _methods import CHART_CONFIG, P, plane
+from _charts import CHART_CONFIG
+from _margin_controls import controls, plane
 from _state import Param, bind, sync_url
 from adaface_lab.backbones import list_backbones
 from adaface_lab.data.synthetic import SyntheticFaces
@@ -51,6 +52,7 @@ Q = {
                     choices=("checkpoint", "sliders"),
                     labels={"checkpoint": "the checkpoint", "sliders": "the sliders"}),
 }
+P = controls()
 PARAMS = [*Q.values(), *(P[k] for k in ("h", "m", "s", "mean", "std", "phi", "conv"))]
 
 

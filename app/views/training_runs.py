@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import _run_folders
+from _charts import CHART_CONFIG
 from _demo_training import DemoStatus, DemoTraining
-from _methods import CHART_CONFIG
 from _state import Param, bind, set_value, sync_url
 from adaface_lab.analysis import (
     available_qualities,

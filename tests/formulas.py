@@ -1,0 +1,61 @@
+"""The formulas the tests check the lab against, written out once from DESIGN.md §2.
+
+These restate the maths independently: NumPy only, nothing imported from ``adaface_lab``, so a
+test that compares the library with them compares two separate writings of the same formula.
+Angles in radians unless a name says degrees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-3
+"""ε of the official AdaFace code (cosine clamp, angle clip, ẑ denominator)."""
+
+
+def z_hat(norm, mean, std, h: float, eps: float = EPS):
+    """AdaFace's ẑ = clip(h·(‖z‖ − μ_z)/(σ_z + ε), −1, 1), the norm clipped to [0.001, 100] first."""
+    return np.clip(h * (np.clip(norm, 0.001, 100.0) - mean) / (std + eps), -1.0, 1.0)
+
+
+def adaface_terms(z, m: float):
+    """AdaFace's (g_angle, g_add) = (−m·ẑ, m·ẑ + m)."""
+    return -m * z, m * z + m
+
+
+def ema(old, batch_value, alpha: float):
+    """One step of the heads' moving averages: alpha·batch + (1 − alpha)·old (AdaFace's μ_z, σ_z
+    with alpha = t_alpha; CurricularFace's t with alpha = 0.01)."""
+    return alpha * batch_value + (1.0 - alpha) * old
+
+
+def magface_regularizer(norm, l_a: float, u_a: float):
+    """MagFace's g(a) = 1/a + a/u_a², a = clamp(‖z‖, l_a, u_a)."""
+    a = np.clip(norm, l_a, u_a)
+    return 1.0 / a + a / u_a**2
+
+
+def quality(brisque):
+    """The lab's quality score of an image: 1 − BRISQUE/100."""
+    return 1.0 - np.asarray(brisque) / 100.0
+
+
+def two_class_p_y(target_logit, negative_logit):
+    """P_y of a two-class softmax: the logistic function of the logit difference."""
+    return 1.0 / (1.0 + np.exp(-(target_logit - negative_logit)))
+
+
+def arc_gst(deg, s: float, shift, add, phi_deg: float, detached: bool = False):
+    """|g| along the arc from W_y toward W_j (θ_y in degrees) for f = s·(cos(θ + shift) − add).
+
+    The official code clips θ + shift to [ε, π − ε], where df/dc = 0; detached: df/dc = s. The
+    cosine clamp is not modelled, so compare away from 0° and 180°.
+    """
+    theta = np.radians(np.asarray(deg, dtype=float))
+    theta_j = np.abs(theta - np.radians(phi_deg))
+    angle = theta + shift
+    f = s * (np.cos(np.clip(angle, EPS, np.pi - EPS)) - add)
+    active = (angle >= EPS) & (angle <= np.pi - EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):  # θ = 0: outside any compared range
+        dfdc = s if detached else np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
+        return (1.0 - two_class_p_y(f, s * np.cos(theta_j))) * dfdc
