@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -25,7 +28,7 @@ from adaface_lab.plots import (
     trajectory_figure,
     z_hat_figure,
 )
-from adaface_lab.runs import RECORDS, RUN_FILES
+from adaface_lab.runs import RECORDS, RUN_FILES, Run
 
 PAGE = "runs"
 QUALITY_LABELS = {"quality": "1 − BRISQUE/100", "severity_quality": "1 − severity (ground truth)"}
@@ -70,26 +73,29 @@ def _demo_progress() -> None:
     st.progress(status.fraction, text=f"Demo training: {status.text}")
 
 
-status = demo.status()
-if status is not None and status.running:
-    st.info(f"The demo training is running in `{_run_folders.shown(demo.run_dir)}`; the page shows the run when "
-            "it ends.")  # fmt: skip
-    if st.button("Stop the demo training", key=f"{PAGE}:stop",
-                 help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
-        demo.stop()
-    _demo_progress()
-    st.stop()
-if status is not None:  # it ended between two runs of the page
-    _ended(status)
-    st.rerun()
-if FAILED in st.session_state:
-    code, tail = st.session_state.pop(FAILED)
-    st.error(f"The demo training ended with exit code {code}"
-             + (" (stopped)." if code in (130, -2) else ". The end of its log:"))
-    st.code(tail[-2000:] or "(empty log)")
+def _follow_demo() -> None:
+    """While the demo trains, show its progress and stop the page; when it has just ended, show the run."""
+    status = demo.status()
+    if status is not None and status.running:
+        st.info(f"The demo training is running in `{_run_folders.shown(demo.run_dir)}`; the page shows the run "
+                "when it ends.")  # fmt: skip
+        if st.button("Stop the demo training", key=f"{PAGE}:stop",
+                     help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
+            demo.stop()
+        _demo_progress()
+        st.stop()
+    if status is not None:  # it ended between two runs of the page
+        _ended(status)
+        st.rerun()
+    if FAILED in st.session_state:
+        code, tail = st.session_state.pop(FAILED)
+        st.error(f"The demo training ended with exit code {code}"
+                 + (" (stopped)." if code in (130, -2) else ". The end of its log:"))
+        st.code(tail[-2000:] or "(empty log)")
 
-runs = _run_folders.find_runs(folder)
-if not runs:
+
+def _no_run(folder_text: str, folder: Path) -> None:
+    """Say why there is no run to show, offer the demo training, and stop the page."""
     if not folder_text.strip():
         st.warning("Type a run folder in the sidebar.")
     elif not folder.exists():
@@ -113,40 +119,29 @@ if not runs:
         st.rerun()
     st.stop()
 
-if len(runs) > 1:
-    names = {str(p): p.name for p in runs}
-    chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:pick",
-                            help="Newest first.")
-    run_dir = next(p for p in runs if str(p) == chosen)
-else:
+
+def _open_run(runs: list[Path]) -> Run:
+    """The run picked in the sidebar (newest first), read; an error box and a stop when it cannot be read."""
     run_dir = runs[0]
+    if len(runs) > 1:
+        names = {str(p): p.name for p in runs}
+        chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:pick",
+                                help="Newest first.")
+        run_dir = next(p for p in runs if str(p) == chosen)
+    try:
+        return _run_folders.load(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        st.error(f"Cannot read the run `{_run_folders.shown(run_dir)}`: {e}")
+        st.stop()
 
-try:
-    run = _run_folders.load(run_dir)
-except (FileNotFoundError, ValueError) as e:
-    st.error(f"Cannot read the run `{_run_folders.shown(run_dir)}`: {e}")
-    st.stop()
 
-records = run.records
-epochs_seen = run.recorded_epochs
-cfg = run.config
-planned = cfg.get("epochs")
-st.markdown(
-    f"**{run.name}** (`{_run_folders.shown(run_dir)}`): {cfg.get('head', '?')} head on {cfg.get('backbone', '?')}, data "
-    f"{cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
-    + (f" of {planned}" if planned else "")
-    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
-
-# ------------------------------------------------------------------ loss and accuracy
-ema = ema_over_steps(run.steps)
-_chart(training_curves_figure(run.epochs, ema), "curves_chart")
-
-# ------------------------------------------------------------------ norm versus quality
-st.subheader("Feature norm versus image quality")
-qualities = available_qualities(records)
-if not qualities:
-    st.warning("These records hold no quality (neither BRISQUE nor a severity): nothing to correlate with.")
-else:
+def _norm_versus_quality(records: pd.DataFrame, epochs_seen: list[int]) -> None:
+    """Paper Fig. 4: r(‖z‖, q) and r(P_y, q) per epoch, the sign check, and a scatter at one epoch."""
+    st.subheader("Feature norm versus image quality")
+    qualities = available_qualities(records)
+    if not qualities:
+        st.warning("These records hold no quality (neither BRISQUE nor a severity): nothing to correlate with.")
+        return
     c1, c2 = st.columns(2)
     quality = c1.radio("quality", qualities, format_func=QUALITY_LABELS.get, horizontal=True,
                        key=f"{PAGE}:quality",
@@ -173,6 +168,25 @@ else:
         _chart(quality_scatter_figure(records, epoch=epoch, quality=quality), "scatter_chart")
     except ValueError as e:
         st.warning(f"No scatter at epoch {epoch}: {e}")
+
+
+_follow_demo()
+runs = _run_folders.find_runs(folder)
+if not runs:
+    _no_run(folder_text, folder)
+run = _open_run(runs)
+records, epochs_seen, cfg = run.records, run.recorded_epochs, run.config
+planned = cfg.get("epochs")
+st.markdown(
+    f"**{run.name}** (`{_run_folders.shown(run.path)}`): {cfg.get('head', '?')} head on "
+    f"{cfg.get('backbone', '?')}, data {cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
+    + (f" of {planned}" if planned else "")
+    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
+
+# ------------------------------------------------------------------ loss and accuracy
+ema = ema_over_steps(run.steps)
+_chart(training_curves_figure(run.epochs, ema), "curves_chart")
+_norm_versus_quality(records, epochs_seen)
 
 # ------------------------------------------------------------------ trajectories
 st.subheader("Trajectories of (‖z‖, P_y)")
