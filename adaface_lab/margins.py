@@ -55,7 +55,9 @@ Array = Union[np.ndarray, torch.Tensor]
 Scalar = Union[float, np.ndarray, torch.Tensor]
 
 EPS = 1e-3
-"""ε of the official AdaFace code: cosine clamp, angle clip and the ẑ denominator."""
+"""ε of the official AdaFace code: cosine clamp, angle clip and the ẑ denominator (the same
+repository's ArcFace and CosFace heads use 1e-4; the lab uses 1e-3 for every method, see
+docs/paper_vs_code.md)."""
 
 # ----------------------------------------------------------------------------- array helpers
 
@@ -115,7 +117,8 @@ def adaface_z_hat(norm: Array, mean: Scalar, std: Scalar, h: float, eps: float =
     """ẑ = clip(h · (‖z‖ − μ_z) / (σ_z + ε), −1, 1), with ‖z‖ clipped to [0.001, 100].
 
     ``norm``: feature norms (any shape), ``mean``/``std``: the (EMA) batch statistics μ_z, σ_z.
-    In the heads ẑ is computed without gradient (DESIGN.md §2); here it is a plain function.
+    In the heads ẑ is computed without gradient (DESIGN.md §2); here it is a plain function. The
+    ε and the norm clip are the official code's, not the paper's (docs/paper_vs_code.md).
     """
     safe = _clip(norm, 0.001, 100.0)
     return _clip(h * (safe - mean) / (std + eps), -1.0, 1.0)
@@ -442,7 +445,8 @@ class Softmax(Margin):
 @register_margin("cosface")
 @dataclass(frozen=True)
 class CosFace(Margin):
-    """CosFace / additive margin: f = s·(c − m)."""
+    """CosFace / additive margin: f = s·(c − m). (The AdaFace repository's CosFace head clamps
+    cosines with ε = 1e-4, the lab with 1e-3: docs/paper_vs_code.md.)"""
 
     label = "CosFace"
     color = "#1f77b4"
@@ -457,7 +461,9 @@ class CosFace(Margin):
 @register_margin("arcface")
 @dataclass(frozen=True)
 class ArcFace(Margin):
-    """ArcFace / positive angular margin: f = s·cos(θ + m)."""
+    """ArcFace / positive angular margin: f = s·cos(θ + m). Past θ = π − m − ε the clip gives
+    misclassified samples no gradient (:func:`adaface_lab.gst.zero_gradient_bands`); the AdaFace
+    repository's ArcFace head uses ε = 1e-4, the lab 1e-3 (docs/paper_vs_code.md)."""
 
     label = "ArcFace"
     color = "#d62728"
@@ -716,6 +722,10 @@ class AdaFace(Margin):
     ẑ = −1 is ArcFace(m), ẑ = 0 is CosFace(m), ẑ = +1 is a negative angular margin plus 2m.
     Give ``z_hat`` directly, or compute it with :func:`adaface_z_hat` from (‖z‖, μ_z, σ_z, h).
     Defaults are the official training scripts' (m = 0.4, h = 0.333, s = 64, t_alpha = 0.01).
+    The formula is the code's, s·(cos(θ + g_angle) − g_add), not Eq. 18 as printed, and t_alpha
+    weighs the batch value as in the code, not the paper's α = 0.99 (docs/paper_vs_code.md). For
+    ẑ > 0 the angle clip at ε leaves samples with θ < m·ẑ + ε without gradient, misclassified ones
+    included once ẑ exceeds about 0.75 (:func:`adaface_lab.gst.zero_gradient_bands`).
     """
 
     label = "AdaFace"
