@@ -148,10 +148,9 @@ CONTEXT_INPUTS: tuple[str, ...] = ("norm", "z_hat", "mean", "std", "t")
 σ_z (from which AdaFace computes ẑ) and CurricularFace's t. Each margin reads the ones it needs."""
 
 
-@dataclass(frozen=True)
-class Range:
-    """Where a parameter (or a context input) is varied: a slider's bounds and step in the app, and
-    the interval the property tests draw from.
+@dataclass(frozen=True, kw_only=True)
+class _Control:
+    """How a declared parameter shows in the app (shared by :class:`Range` and :class:`Choice`).
 
     ``key``: its short name in the app's controls and URLs (default: the parameter's name; margins
     whose parameters share a key share one control, as every method's m does). ``label``, ``help``:
@@ -160,14 +159,21 @@ class Range:
     act in training only, such as AdaFace's t_alpha).
     """
 
-    lo: float
-    hi: float
-    step: float | None = None
     key: str | None = None
     label: str | None = None
     help: str | None = None
-    default: float | None = None
+    default: Any = None
     shown: bool = True
+
+
+@dataclass(frozen=True)
+class Range(_Control):
+    """Where a parameter (or a context input) is varied: a slider's bounds and step in the app, and
+    the interval the property tests draw from; the rest as :class:`_Control`."""
+
+    lo: float
+    hi: float
+    step: float | None = None
 
     def __post_init__(self) -> None:
         if not self.hi > self.lo:
@@ -185,24 +191,18 @@ class Range:
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(_Control):
     """A parameter that takes one of a few named values (MagFace's and CurricularFace's
     ``boundary``): a select box in the app, each value drawn by the property tests.
 
-    ``options``: the values, the first being the default unless ``default`` says otherwise;
-    ``labels``: each value's text in the app's control; ``short``: each value's text in figure
-    titles and legends (what the figure draws). ``key``, ``label``, ``help`` and ``shown`` as for
-    :class:`Range`.
+    ``options``: the values; ``labels``: each value's text in the app's control; ``short``: each
+    value's text in figure titles and legends (what the figure draws); the rest as
+    :class:`_Control`.
     """
 
     options: tuple[str, ...]
     labels: Mapping[str, str] | None = None
     short: Mapping[str, str] | None = None
-    key: str | None = None
-    label: str | None = None
-    help: str | None = None
-    default: str | None = None
-    shown: bool = True
 
     def __post_init__(self) -> None:
         if len(self.options) < 2:
@@ -588,32 +588,34 @@ class _OwnBoundary(Margin):
         term of the fallback c − drop elsewhere."""
         raise NotImplementedError
 
+    def _own(self, c: Array, norm: Any, z_hat: Any) -> tuple[Array, Array, Array, Array]:
+        """(m, keep, drop, θ) of the official boundary, the context checked."""
+        self._check_context(norm, z_hat)
+        return (*self._fallback(c, norm), _acos(clamp_cos(c)))
+
     def target_logit(self, c: Array, *, norm: Any = None, z_hat: Any = None,
                      t: Any = None) -> Array:
         if not self._official():
             return super().target_logit(c, norm=norm, z_hat=z_hat, t=t)
-        self._check_context(norm, z_hat)
-        m, keep, drop = self._fallback(c, norm)
-        return self.s * _where(keep, _cos(_acos(clamp_cos(c)) + m), c - drop)
+        m, keep, drop, theta = self._own(c, norm, z_hat)
+        return self.s * _where(keep, _cos(theta + m), c - drop)
 
     def target_derivative(self, c: Array, *, norm: Any = None, z_hat: Any = None,
                           t: Any = None) -> Array:
-        if not self._official():
-            return super().target_derivative(c, norm=norm, z_hat=z_hat, t=t)
-        self._check_context(norm, z_hat)
-        m, keep, _ = self._fallback(c, norm)
-        theta = _acos(clamp_cos(c))
-        arc = _sin(theta + m) / _sin(theta) * _inside(c, -1.0 + EPS, 1.0 - EPS)
-        return self.s * _where(keep, arc, 1.0 + 0 * c)
+        if self._official():
+            m, keep, _, theta = self._own(c, norm, z_hat)
+            arc = _sin(theta + m) / _sin(theta) * _inside(c, -1.0 + EPS, 1.0 - EPS)
+            return self.s * _where(keep, arc, 1.0 + 0 * c)
+        return super().target_derivative(c, norm=norm, z_hat=z_hat, t=t)
 
     def margin_terms(self, c: Array, *, norm: Any = None, z_hat: Any = None,
                      t: Any = None) -> dict[str, Array]:
-        if not self._official():
-            return super().margin_terms(c, norm=norm, z_hat=z_hat, t=t)
-        self._check_context(norm, z_hat)
-        m, keep, drop = self._fallback(c, norm)
-        zero = 0 * c
-        return {"margin_angle": _where(keep, m + zero, zero), "margin_add": _where(keep, zero, drop + zero)}
+        if self._official():
+            m, keep, drop, _ = self._own(c, norm, z_hat)
+            zero = 0 * c
+            return {"margin_angle": _where(keep, m + zero, zero),
+                    "margin_add": _where(keep, zero, drop + zero)}
+        return super().margin_terms(c, norm=norm, z_hat=z_hat, t=t)
 
 
 @register_margin("magface")
