@@ -64,7 +64,7 @@ def _page_controls(methods: tuple[str, ...]) -> dict[str, Param]:
         # 5 and 35 give ẑ = ∓0.5 at the default μ_z = 20, σ_z = 10, h = 0.333: the largest
         # symmetric pair there (ẑ = −1 would need ‖z‖ = μ_z − σ_z/h < 0)
         "nhi": Param("nhi", "AdaFace high norm", "float", 35.0, 0.5, 100.0, 0.5, fmt="%.1f"),
-        "cols": Param("cols", "panels per row", "int", 5, 2, 6, 1),
+        "cols": Param("cols", "panels per row", "int", 4, 2, 6, 1),  # the built-in 11 panels in rows of 4, 4, 3
     }
 
 

@@ -321,7 +321,8 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         _check_field(field)
     cols = min(cols, len(planes))
     rows = math.ceil(len(planes) / cols)
-    titles = list(titles) if titles is not None else [_plane_title(p) for p in planes]
+    if titles is None:
+        titles = [_plane_title(p) + (" · negative class" if f == "g_j" else "") for p, f in zip(planes, fields)]
     titles = [_with_choices(t, p.margin, "<br>") for t, p in zip(titles, planes)]
     zmin, zmax, cbar = _plane_cap(planes, g_range, *dict.fromkeys(fields))
     title_px, gap = 34, 0.01
