@@ -133,8 +133,9 @@ def test_serfiq_does_not_depend_on_batching_or_neighbours(model, images):
 
 def test_serfiq_needs_a_dropout_layer(images):
     no_dropout = build_backbone("ir_tiny", input_size=32, dropout=0.0)
-    with pytest.raises(ValueError, match="SER-FIQ needs 0 < p < 1"):
+    with pytest.raises(ValueError, match="needs a dropout p in \\(0, 1\\), got 0.0"):
         serfiq(no_dropout, images, "rgb", progress=False)
+    assert np.isfinite(serfiq(no_dropout, images, "rgb", passes=4, p=0.3, progress=False)).all()
     with pytest.raises(ValueError, match="IResNet-like backbone"):
         serfiq(nn.Linear(3, 3), images, "rgb", progress=False)
     with pytest.raises(ValueError, match="at least 2 passes"):

@@ -45,7 +45,7 @@ def split_at_dropout(backbone: nn.Module) -> tuple[nn.Module, nn.Dropout, nn.Mod
     un-normalised embedding.
 
     The backbone needs ``input_layer``, ``body`` and an ``output_layer`` Sequential holding exactly
-    one ``nn.Dropout`` with p > 0 (every :mod:`adaface_lab.backbones` model has one).
+    one ``nn.Dropout`` (every :mod:`adaface_lab.backbones` model has one).
     """
     out = getattr(backbone, "output_layer", None)
     if not (isinstance(out, nn.Sequential) and hasattr(backbone, "input_layer") and hasattr(backbone, "body")):
@@ -58,8 +58,6 @@ def split_at_dropout(backbone: nn.Module) -> tuple[nn.Module, nn.Dropout, nn.Mod
         raise ValueError(f"SER-FIQ needs exactly one nn.Dropout in output_layer, found {len(where)}")
     i = where[0]
     dropout = layers[i]
-    if not 0.0 < dropout.p < 1.0:
-        raise ValueError(f"the backbone's dropout has p = {dropout.p}: SER-FIQ needs 0 < p < 1")
     trunk = nn.Sequential(backbone.input_layer, backbone.body, *layers[:i])
     return trunk, dropout, nn.Sequential(*layers[i + 1:])
 
@@ -74,7 +72,7 @@ def dropout_masks(passes: int, numel: int, p: float, seed: int) -> torch.Tensor:
     if passes < 2:
         raise ValueError(f"SER-FIQ needs at least 2 passes, got {passes}")
     if not 0.0 < p < 1.0:
-        raise ValueError(f"dropout p must be in (0, 1), got {p}")
+        raise ValueError(f"SER-FIQ needs a dropout p in (0, 1), got {p} (a model trained without dropout: pass p=)")
     g = torch.Generator().manual_seed(int(seed))
     keep = torch.rand(passes, numel, generator=g) >= p
     return keep.to(torch.float32) / (1.0 - p)
@@ -90,7 +88,8 @@ def stochastic_embeddings(
         backbone: an IResNet-like model (:func:`split_at_dropout`), used in eval mode (restored after).
         x: model input (B, 3, S, S), already preprocessed.
         passes, seed, p: the masks, ``dropout_masks(passes, D, p, seed)`` with D the number of features
-            entering the dropout and ``p`` by default the backbone's own.
+            entering the dropout and ``p`` by default the backbone's own (SER-FIQ is meant for the rate the
+            model was trained with; another ``p`` is an experiment).
     """
     trunk, dropout, head = split_at_dropout(backbone)
     was_training = backbone.training
