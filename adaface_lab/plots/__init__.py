@@ -18,7 +18,7 @@ from .margins import (
     static_image,
     target_logit_figure,
 )
-
+from .quality_eval import edc_figure, fusion_figure
 from .training import (
     FEATURE_LABELS,
     correlation_figure,
@@ -56,4 +56,7 @@ __all__ = [
     "trajectory_figure",
     "verification_bins_figure",
     "z_hat_figure",
+    # quality-evaluation figures
+    "edc_figure",
+    "fusion_figure",
 ]
