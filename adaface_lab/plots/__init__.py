@@ -19,6 +19,7 @@ from .margins import (
     target_logit_figure,
 )
 from .quality_eval import edc_figure, fusion_figure
+from .toy import toy_feature_figure, toy_gst_figure, toy_norm_figure
 from .training import (
     FEATURE_LABELS,
     correlation_figure,
@@ -59,4 +60,8 @@ __all__ = [
     # quality-evaluation figures
     "edc_figure",
     "fusion_figure",
+    # the toy trainer
+    "toy_feature_figure",
+    "toy_gst_figure",
+    "toy_norm_figure",
 ]
