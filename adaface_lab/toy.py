@@ -111,11 +111,10 @@ class ToyOptions:
             _check_unit_interval(name, getattr(self, name))
         for name in ("noise", "lr"):
             _check_positive(name, getattr(self, name))
-        for name in ("momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not _is_real(value) or not 0 <= value < (1 if name == "momentum" else math.inf):
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}" if name == "momentum"
-                                 else f"{name} must be a non-negative number, got {value!r}")
+        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
         if self.feature_scale is not None:
             _check_positive("feature_scale", self.feature_scale)
         if not isinstance(self.fresh_noise, (bool, np.bool_)):
@@ -158,12 +157,13 @@ class ToyRun:
     names them (``margin_angle`` in rad, ``margin_add``, ``margin_mult``); ``correct`` (T, N)
     whether the nearest unit class weight is the sample's class (no margin: recognition, not the
     loss); ``loss`` (T,) the batch loss the head trained on.
-    ``head`` and ``label``: the head's registered and display names; ``params``: the margin's
+    ``head``, ``label``, ``color``: the head's registered name, its margin's display name and colour; ``params``: the margin's
     parameters; ``options``: the toy's options; ``seed``.
     """
 
     head: str
     label: str
+    color: str
     params: dict[str, Any]
     options: ToyOptions
     seed: int
@@ -458,17 +458,11 @@ def train_toy(head: str = "adaface", steps: int = 300, dim: int = 2, seed: int =
         if progress is not None and ((step + 1) % max(1, steps // 100) == 0 or step + 1 == steps):
             progress(step + 1, steps)
     return ToyRun(
-        head=head, label=_display_name(margin_head, head), params=margin_head.margin.params(), options=toy,
+        head=head, label=margin_head.margin.label, color=margin_head.margin.color or "#444", params=margin_head.margin.params(), options=toy,
         seed=seed, step=recorder.steps, features=recorder.features, weights=recorder.weights,
         labels=data.labels, quality=data.quality, margin=recorder.margin, correct=recorder.correct,
         loss=recorder.loss, **recorder.per_sample,
     )
-
-
-def _display_name(head: MarginHead, name: str) -> str:
-    """The margin's display label where its class declares one, else the head's registered name."""
-    label = getattr(type(head.margin), "label", None)
-    return label if isinstance(label, str) and label != "Margin" else name
 
 
 def compare_toy(heads: Sequence[str] = ("arcface", "adaface"), steps: int = 300, dim: int = 2, seed: int = 0, *,

@@ -21,6 +21,8 @@ from adaface_lab.toy import (
     train_toy,
 )
 
+from . import formulas
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = dict(n_classes=3, n_per_class=10)
@@ -46,6 +48,7 @@ SMALL = dict(n_classes=3, n_per_class=10)
     (dict(lr=0), "lr must be a positive number"),
     (dict(noise=-1), "noise must be a positive number"),
     (dict(momentum=1.0), "momentum must be a number in \\[0, 1\\)"),
+    (dict(weight_decay=-1e-4), "weight_decay must be a non-negative number"),
     (dict(feature_scale=0), "feature_scale must be a positive number"),
     (dict(fresh_noise="yes"), "fresh_noise must be True or False"),
     (dict(colour="red"), "unknown option\\(s\\) \\['colour'\\]"),
@@ -163,17 +166,18 @@ def test_g_from_autograd_matches_the_analytic_gst(head, detach):
 
 
 def test_adaface_z_hat_follows_its_ema():
-    """ẑ as the official head computes it, restated: μ, σ start at 20 and 100, move by t_alpha
-    toward the batch's clipped norms (unbiased std) before use; ẑ = clip(h(‖z‖ − μ)/(σ + ε), −1, 1)."""
+    """ẑ and the margin from the recorded norms, with the EMA of μ_z, σ_z restated (tests/formulas.py):
+    they start at 20 and 100 and move by t_alpha toward the batch's clipped norms before use."""
     run = train_toy("adaface", steps=30, h=0.5, t_alpha=0.05, **SMALL)
     mean, std = 20.0, 100.0
     for t in range(len(run.step)):
         safe = np.clip(run.norm[t].astype(np.float64), 0.001, 100)
-        mean = 0.95 * mean + 0.05 * safe.mean()
-        std = 0.95 * std + 0.05 * safe.std(ddof=1)
-        expected = np.clip(0.5 * (safe - mean) / (std + 1e-3), -1, 1)
+        mean, std = formulas.ema(mean, safe.mean(), 0.05), formulas.ema(std, safe.std(ddof=1), 0.05)
+        expected = formulas.z_hat(run.norm[t].astype(np.float64), mean, std, h=0.5)
         np.testing.assert_allclose(run.z_hat[t], expected, atol=2e-5, err_msg=f"step {t}")
-        np.testing.assert_allclose(run.margin["margin_angle"][t], -0.4 * expected, atol=2e-5)
+        g_angle, g_add = formulas.adaface_terms(expected, m=0.4)
+        np.testing.assert_allclose(run.margin["margin_angle"][t], g_angle, atol=2e-5)
+        np.testing.assert_allclose(run.margin["margin_add"][t], g_add, atol=2e-5)
 
 
 def test_compare_shares_data_and_start_and_splits_head_parameters():

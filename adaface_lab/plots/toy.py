@@ -14,7 +14,8 @@ the server again. A frame carries only the moving coordinates (features and clas
 colour (class), size (quality) and symbol (× for samples beyond recognition) are set once. Frames
 are capped at ``max_frames`` evenly spaced recorded steps and points at ``max_points`` samples, so
 the figure stays small: with the defaults (300 steps, 300 samples, 60 frames) a 2-D figure of one
-run is about 0.3 MB of JSON, of two runs about 0.6 MB (plotly ≥ 6 writes arrays as base64).
+run is about 0.3 MB of JSON, of two runs about 0.6 MB; 3-D, about 0.45 MB per run (plotly ≥ 6 writes
+arrays as base64; older plotly writes lists, a few times larger).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ GROUP_LABELS: dict[str, str] = {
 }
 GROUP_COLORS: dict[str, str] = {"clean": "#1f77b4", "degraded": "#ff7f0e", "unrecognisable": "#7f7f7f"}
 _CLASS_COLORS = pcolors.qualitative.D3
+_ARROW = 1.3
+"""Class-weight arrows are drawn this many RMS norms long."""
 _DASHES = ("solid", "dash", "dot", "dashdot")
 _FONT = dict(size=13)
 
@@ -53,6 +56,10 @@ def _as_runs(runs: RunsLike) -> list[ToyRun]:
     if len({(r.dim, len(r.labels)) for r in out}) > 1:
         raise ValueError("runs drawn together must share dim and samples (use compare_toy)")
     return out
+
+
+def _class_color(c: int) -> str:
+    return _CLASS_COLORS[c % len(_CLASS_COLORS)]
 
 
 def _evenly(n: int, most: int) -> np.ndarray:
@@ -89,30 +96,26 @@ def _static_traces(run: ToyRun, points: np.ndarray, first: list[dict[str, Any]],
                    rms: float) -> list[dict[str, Any]]:
     """Every trace of one panel at its first frame: features per class, arrows, the reference shape."""
     three_d = run.dim == 3
-    kind = "scatter3d" if three_d else "scatter"
     where = {"scene": f"scene{panel if panel > 1 else ''}"} if three_d else {
         "xaxis": f"x{panel if panel > 1 else ''}", "yaxis": f"y{panel if panel > 1 else ''}"}
+    tip = (dict(size=[0, 5], symbol=["circle", "diamond"]) if three_d
+           else dict(size=[0, 12], symbol=["circle", "arrow"], angleref="previous"))
     labels, quality = run.labels[points], run.quality[points]
     n_classes = run.weights.shape[1]
     traces = []
     for c in range(n_classes):
         q = quality[labels == c]
-        color = _CLASS_COLORS[c % len(_CLASS_COLORS)]
         traces.append(dict(
             mode="markers", name=f"class {c}", legendgroup=f"class {c}", showlegend=panel == 1,
-            marker=dict(size=(5 + 7 * q) if not three_d else (3 + 5 * q), color=color,
+            marker=dict(size=(3 + 5 * q) if three_d else (5 + 7 * q), color=_class_color(c),
                         symbol=np.where(q <= 0, "x", "circle"), opacity=0.8, line=dict(width=0)),
             customdata=q, hovertemplate=f"class {c}<br>q = %{{customdata:.2f}}<extra></extra>",
             **{**first[c], **where}))
     for c in range(n_classes):
-        color = _CLASS_COLORS[c % len(_CLASS_COLORS)]
         traces.append(dict(
             mode="lines+markers", name=f"W{c}", legendgroup=f"class {c}", showlegend=False,
-            line=dict(color=color, width=3 if not three_d else 6),
-            marker=dict(size=[0, 12 if not three_d else 4], color=color,
-                        symbol=["circle", "arrow" if not three_d else "diamond"], angleref="previous")
-            if not three_d else dict(size=[0, 5], color=color, symbol=["circle", "diamond"]),
-            hovertemplate=f"W<sub>{c}</sub> (class weight, unit, drawn ×{1.3:.1f} RMS ‖z‖)<extra></extra>",
+            line=dict(color=_class_color(c), width=6 if three_d else 3), marker=dict(color=_class_color(c), **tip),
+            hovertemplate=f"W<sub>{c}</sub>: unit class weight, drawn {_ARROW} × RMS ‖z‖ long<extra></extra>",
             **{**first[n_classes + c], **where}))
     traces.append(_reference_shape(run.dim, rms, where))
     return traces
@@ -180,7 +183,7 @@ def toy_feature_figure(runs: RunsLike, *, max_frames: int = 60, max_points: int 
     n_frames = min(len(f) for f in frames_at)
     frames_at = [f[np.round(np.linspace(0, len(f) - 1, n_frames)).astype(int)] for f in frames_at]
     rms = [float(np.sqrt(np.mean(r.norm[-1] ** 2))) for r in runs]
-    reach = max(max(float(r.norm[f][:, points].max()), 1.3 * q) for r, f, q in zip(runs, frames_at, rms))
+    reach = max(max(float(r.norm[f][:, points].max()), _ARROW * q) for r, f, q in zip(runs, frames_at, rms))
     lim = 1.05 * reach
 
     titles = [run_title(r) for r in runs]
@@ -190,12 +193,12 @@ def toy_feature_figure(runs: RunsLike, *, max_frames: int = 60, max_points: int 
         raise ValueError(f"start must index the {n_frames} frames, got {start}")
     per_panel = 2 * first_run.weights.shape[1] + 1
     for p, (run, f, q) in enumerate(zip(runs, frames_at, rms), start=1):
-        fig.add_traces(_static_traces(run, points, _moving(run, f[start], points, 1.3 * q), p, q))
+        fig.add_traces(_static_traces(run, points, _moving(run, f[start], points, _ARROW * q), p, q))
     frames = []
     for k in range(n_frames):
         data, indices = [], []
         for p, (run, f, q) in enumerate(zip(runs, frames_at, rms)):
-            moving = _moving(run, f[k], points, 1.3 * q)
+            moving = _moving(run, f[k], points, _ARROW * q)
             data += moving
             indices += list(range(p * per_panel, p * per_panel + len(moving)))
         frames.append(dict(name=str(int(runs[0].step[frames_at[0][k]])), data=data, traces=indices))
@@ -273,16 +276,12 @@ def toy_gst_figure(runs: RunsLike, step: int = -1, height: int = 380) -> go.Figu
         fig.add_trace(go.Box(
             x=groups, y=np.abs(run.g[step]), name=run_title(run) if len(runs) > 1 else "|g|",
             marker=dict(size=3), boxpoints="outliers", offsetgroup=str(i),
-            line=dict(color=_run_color(run, i)), showlegend=len(runs) > 1))
+            line=dict(color=run.color), showlegend=len(runs) > 1))
     shown = int(runs[0].step[step])
     return _layout(fig, f"|g| = |∂L/∂cos θ<sub>y</sub>| per sample at step {shown}", height, boxmode="group",
                    yaxis=dict(title=dict(text="|g|"), rangemode="tozero"),
                    xaxis=dict(categoryorder="array", categoryarray=[GROUP_LABELS[g] for g in GROUPS]),
                    legend=dict(orientation="h", y=-0.22), uirevision="toy-gst")
-
-
-def _run_color(run: ToyRun, index: int) -> str:
-    return ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd")[index % 5]
 
 
 def _transparent(color: str, alpha: float) -> str:
