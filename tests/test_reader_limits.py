@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import struct
 import tempfile
 import warnings
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+import torch
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -247,3 +249,173 @@ def test_decode_check_drops_files_truncated_after_their_header_and_their_identit
     items = [ds[i] for i in range(len(ds))]  # a full epoch: nothing substituted, each sample once
     assert [it[2] for it in items] == [0, 1, 2] and all(it[3]["substituted_for"] == -1 for it in items)
     assert [it[1] for it in items] == ds.targets == [0, 0, 1]
+
+
+# --------------------------------------------------------------------------- property tests (fuzzing)
+
+#: Bounded in time: a fixed, reproducible set of examples, each under a deadline (a hang fails).
+FUZZ = settings(
+    max_examples=80,
+    deadline=timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+#: Images the fuzzed readers may decode (so that what a decoded image may cost stays far below SMALL).
+FUZZ_PIXELS = 2**16
+
+_ABSURD_FIELDS = st.sampled_from(
+    [
+        b"\xff\xff\xff\xff",  # the largest uint32 / -1
+        b"\xff\xff\xff\x1f",  # the largest RecordIO record length with cflag 0
+        b"\x00\x00\xc0\x7f",  # float32 NaN
+        b"\x00\x00\x80\x7f",  # float32 inf
+        b"\x00\x00\xa0\xc0",  # float32 -5
+        b"\x00\x00\x80\x4b",  # float32 2**24
+        b"\x00\x00\x00\x00",
+        b"\xff\xff\xff\xff\xff\xff\xff\x7f",  # the largest int64
+    ]
+)
+
+
+def _damaged(data: bytes, fields: list[int] | None = None) -> st.SearchStrategy[bytes]:
+    """``data`` with random damage: replaced by random bytes, cut short, or with fields overwritten
+    by absurd values or random bytes, at any offset, a 4-byte-aligned one, or one of ``fields``
+    (the offsets of the format's length and count fields)."""
+    n = len(data)
+    at = st.one_of(st.integers(0, n - 1), st.integers(0, (n - 1) // 4).map(lambda k: 4 * k))
+    if fields:
+        at = st.one_of(at, st.sampled_from(sorted(fields)))
+    patch = st.tuples(at, st.one_of(_ABSURD_FIELDS, st.binary(min_size=1, max_size=8)))
+
+    def overwrite(patches: list[tuple[int, bytes]]) -> bytes:
+        out = data
+        for i, new in patches:
+            out = out[:i] + new + out[i + len(new) :]
+        return out
+
+    return st.one_of(
+        st.binary(max_size=2 * n),
+        st.integers(0, n - 1).map(lambda k: data[:k]),
+        st.lists(patch, min_size=1, max_size=4).map(overwrite),
+    )
+
+
+def _clear_or_fine(outcome: object, name: str, caught: list[warnings.WarningMessage]) -> None:
+    """What a reader may do with a damaged file: succeed, or raise one ValueError (RuntimeError when
+    every record fails) whose message names the file; every warning it gives names the file too."""
+    event(f"{type(outcome).__name__ if isinstance(outcome, BaseException) else 'read'}, {len(caught)} warnings")
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, (ValueError, RuntimeError)), repr(outcome)
+        assert name in str(outcome) and "\n" not in str(outcome), str(outcome)
+    assert all(name in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def _recordio_seed() -> tuple[bytes, bytes, list[int]]:
+    """The seed set's .rec and .idx bytes, and the offsets of every record's length field, IRHeader
+    flag and label, and first two float labels (the header's key counts, identity ranges)."""
+    with tempfile.TemporaryDirectory() as d:
+        rec, idx = _recordio(Path(d))
+        fields = [o + k for o in read_index(idx).values() for k in (4, 8, 12, 32, 36)]
+        return rec.read_bytes(), idx.read_bytes(), fields
+
+
+_REC, _IDX, _REC_FIELDS = _recordio_seed()
+
+
+def _read_everything(ds: RecordIODataset) -> list[int]:
+    labels = [ds[i][1] for i in range(len(ds))]
+    return labels + ds.targets + [ds.num_classes]
+
+
+@FUZZ
+@given(data=st.data())
+def test_recordio_reader_on_damaged_files(data: st.DataObject) -> None:
+    rec_bytes, idx_bytes = _REC, _IDX
+    which = data.draw(st.sampled_from(["rec", "rec without idx", "idx"]))
+    if which == "idx":
+        idx_bytes = data.draw(_damaged(idx_bytes))
+    else:
+        rec_bytes = data.draw(_damaged(rec_bytes, _REC_FIELDS))
+    with tempfile.TemporaryDirectory() as d:
+        rec = Path(d) / "fuzzed.rec"
+        rec.write_bytes(rec_bytes)
+        if which != "rec without idx":
+            rec.with_suffix(".idx").write_bytes(idx_bytes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            peak, outcome = peak_bytes(lambda: _read_everything(RecordIODataset(rec, size=8, max_pixels=FUZZ_PIXELS)))
+    _clear_or_fine(outcome, "fuzzed.", caught)
+    assert peak < SMALL
+
+
+def _bin_seed() -> tuple[bytes, list[int]]:
+    """A 2-pair .bin's bytes and the offsets of its opcodes' arguments (lengths, memo indices)."""
+    with tempfile.TemporaryDirectory() as d:
+        data = write_bin(Path(d) / "seed.bin", [_jpeg(i) for i in range(4)], [True, False]).read_bytes()
+    return data, [pos + 1 for op, _, pos in pickletools.genops(data) if op.arg is not None]
+
+
+_BIN, _BIN_FIELDS = _bin_seed()
+
+
+@FUZZ
+@given(damaged=_damaged(_BIN, _BIN_FIELDS))
+def test_bin_reader_on_damaged_files(damaged: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "fuzzed.bin"
+        path.write_bytes(damaged)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            peak, outcome = peak_bytes(lambda: load_bin(path, max_pixels=FUZZ_PIXELS).load_images(progress=False))
+    _clear_or_fine(outcome, "fuzzed", caught)
+    if not isinstance(outcome, BaseException):
+        images, valid = outcome
+        assert images.dtype == torch.uint8 and images.shape[0] == 2 * len(valid)
+    assert peak < SMALL
+
+
+def _image_seeds() -> dict[str, bytes]:
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    seeds = {}
+    for ext, image, kw in [
+        ("jpg", rgb, {"quality": 90}),
+        ("png", rgb, {}),
+        ("png", Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)), {}),
+        ("png", rgb.convert("RGBA"), {}),
+        ("gif", rgb.convert("P"), {}),
+        ("bmp", rgb, {}),
+        ("tif", rgb, {"compression": "tiff_deflate"}),
+        ("webp", rgb, {"quality": 80}),
+    ]:
+        buf = io.BytesIO()
+        image.save(buf, {"jpg": "JPEG", "tif": "TIFF"}.get(ext, ext.upper()), **kw)
+        seeds[f"{ext}-{image.mode}"] = buf.getvalue()
+    return seeds
+
+
+_IMAGE_SEEDS = _image_seeds()
+# Offsets of width/height fields: PNG IHDR, BMP info header, GIF screen and first frame, JPEG SOF0.
+_SIZE_FIELDS = {"png": [16, 18, 20, 22], "bmp": [18, 22], "gif": [6, 8, 17, 19], "jpg": []}
+_jpg = _IMAGE_SEEDS["jpg-RGB"]
+_SIZE_FIELDS["jpg"] = [_jpg.index(b"\xff\xc0") + k for k in (5, 7)]
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # Pillow's word on a damaged EXIF block
+@FUZZ
+@given(kind=st.sampled_from(sorted(_IMAGE_SEEDS)), data=st.data())
+def test_image_decoder_on_damaged_files(kind: str, data: st.DataObject) -> None:
+    damaged = data.draw(_damaged(_IMAGE_SEEDS[kind], _SIZE_FIELDS.get(kind.split("-")[0])))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"fuzzed.{kind.split('-')[0]}"
+        path.write_bytes(damaged)
+        size = data.draw(st.sampled_from([None, 8]))
+        peak, outcome = peak_bytes(lambda: decode_image(path, size=size, max_pixels=FUZZ_PIXELS))
+    event(f"{kind}: {type(outcome).__name__ if isinstance(outcome, BaseException) else 'decoded'}")
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, CorruptImageError) and str(path) in str(outcome), repr(outcome)
+    else:
+        assert outcome.dtype == torch.uint8 and outcome.shape[0] == 3
+        assert outcome.shape[1] * outcome.shape[2] <= FUZZ_PIXELS and (size is None or outcome.shape[1:] == (8, 8))
+    assert peak < SMALL

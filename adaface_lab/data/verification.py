@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .images import CorruptImageError, decode_image, encode_jpeg
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, decode_image, encode_jpeg
 from .._atomic import atomic_path
 
 __all__ = [
@@ -181,6 +181,7 @@ class VerificationPairs:
         loader: how to turn a source into a uint8 (3, H, W) RGB image; default decodes
             bytes/paths with :func:`decode_image`.
         skipped: pairs dropped while building (e.g. missing files), as text.
+        max_pixels: decompression-bomb guard for bytes/path sources (see :func:`decode_image`).
     """
 
     sources: list[Any]
@@ -191,6 +192,7 @@ class VerificationPairs:
     center_crop: int | None = None
     loader: Callable[[Any], torch.Tensor] | None = None
     skipped: list[str] = field(default_factory=list)
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool).reshape(-1)
@@ -222,7 +224,7 @@ class VerificationPairs:
         src = self.sources[i]
         if self.loader is not None:
             return self.loader(src)
-        return decode_image(src, size=self.size, center_crop=self.center_crop)
+        return decode_image(src, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
 
     def pair(self, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Pair ``k``: (image a, image b, issame)."""
@@ -271,13 +273,15 @@ class VerificationPairs:
 # --------------------------------------------------------------------------- .bin files
 
 
-def load_bin(path: str | os.PathLike[str], size: int | None = None, n_folds: int = 10) -> VerificationPairs:
+def load_bin(
+    path: str | os.PathLike[str], size: int | None = None, n_folds: int = 10, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> VerificationPairs:
     """Read an InsightFace verification ``.bin`` (a pickle of ``(list of image bytes, list of issame)``).
 
     Uses a restricted unpickler: any class or function in the file raises
     :class:`UnsafePickleError` and nothing in it is executed. Folds follow the official
     evaluation (contiguous 10-fold over pairs). ``size`` resizes on decoding (``None`` keeps
-    the stored 112x112).
+    the stored 112x112); ``max_pixels`` bounds each stored image. See the module doc for the limits.
     """
     path = Path(path)
     if not path.is_file():
@@ -314,6 +318,7 @@ def load_bin(path: str | os.PathLike[str], size: int | None = None, n_folds: int
         folds=kfold_indices(len(issame), n_folds),
         name=path.stem,
         size=size,
+        max_pixels=max_pixels,
     )
 
 
