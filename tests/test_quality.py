@@ -554,7 +554,7 @@ def test_cache_memory_hits_disk_persistence_and_lru(crops: np.ndarray, tmp_path)
     )  # mode is in the key
 
 
-def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
+def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path, monkeypatch) -> None:
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
     names = [folder / "a.png", folder / "sub" / "b.jpg", folder / "c.png"]
@@ -568,6 +568,11 @@ def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
     expected = brisque([str(p) for p in sorted(names)], cache=False)
     np.testing.assert_allclose([float(r["brisque"]) for r in rows], expected, rtol=1e-12)
     np.testing.assert_allclose([float(r["quality"]) for r in rows], 1 - expected / 100, rtol=1e-12)
+    monkeypatch.setattr("adaface_lab.quality.cli.BATCH_PIXELS", 112 * 112 + 1)  # one image per batch
+    assert quality_main([str(folder), "--out", str(tmp_path / "alone.csv"), "--no-cache"]) == 0
+    alone = _csv_rows(tmp_path / "alone.csv")
+    assert [r["path"] for r in alone] == [r["path"] for r in rows]
+    np.testing.assert_allclose([float(r["brisque"]) for r in alone], expected, rtol=1e-12)
     parser = argparse.ArgumentParser(prog="adaface-lab")
     add_quality_subparser(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(
@@ -614,7 +619,7 @@ def test_cli_skips_unreadable_files_and_counts_them(crops: np.ndarray, tmp_path,
     code, err = _run_quality([str(folder), "--out", str(out), "--no-cache"], capsys)
     assert code == 0
     assert [r["path"] for r in _csv_rows(out)] == [str(p) for p in good]
-    assert err[-1] == f"scored 2 images -> {out}; skipped 4 unreadable files (listed above)"
+    assert err[-1] == f"scored 2 images -> {out}; skipped 4 files (listed above)"
     for name, why in [("b.jpg", "cannot identify"), ("c.jpg", "truncated"), ("e.jpg", "64000000 pixels"), ("f.png", "at least 8x8")]:
         assert any(line.startswith(f"skipped {folder / name}: ") and why in line for line in err), (name, err)
 

@@ -24,6 +24,7 @@ Labels follow the sorted identity names; ``sample_id`` is the index in the sorte
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import warnings
 from collections.abc import Iterable
@@ -113,16 +114,16 @@ class ImageFolderFaces(SkipReporting, Dataset[Sample]):
         kept = []
         what = "decoding" if check == "decode" else "checking"
         quiet = len(found) < (500 if check == "decode" else 5000)
-        for ident, f in tqdm(found, desc=f"{what} {self.root.name}", unit="file", leave=False, disable=quiet):
-            try:
-                if check == "decode":
-                    self._decode(str(f))
+        # Pillow decodes without the GIL: threads share a full decode among the cores.
+        workers = min(8, os.cpu_count() or 1) if check == "decode" else 1
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            problems = pool.map(lambda item: self._problem(item[1], check), found, chunksize=16)
+            for (ident, f), problem in zip(found, tqdm(problems, total=len(found), desc=f"{what} {self.root.name}",
+                                                       unit="file", leave=False, disable=quiet)):  # fmt: skip
+                if problem is None:
+                    kept.append((ident, f))
                 else:
-                    probe_image(f, max_pixels=self.max_pixels)
-            except (CorruptImageError, OSError) as e:
-                self._skips.record(str(f), str(e))
-                continue
-            kept.append((ident, f))
+                    self._skips.record(str(f), problem)
         if not kept:
             raise ValueError(f"no readable images in {self.root} ({self._skips.num_skipped} unreadable files)")
         lost = sorted({ident for ident, _ in found} - {ident for ident, _ in kept})
@@ -133,6 +134,17 @@ class ImageFolderFaces(SkipReporting, Dataset[Sample]):
                 f"({shown})", RuntimeWarning, stacklevel=3,
             )  # fmt: skip
         return kept
+
+    def _problem(self, path: Path, check: Check) -> str | None:
+        """Why ``path`` fails ``check``, or None when it passes."""
+        try:
+            if check == "decode":
+                self._decode(str(path))
+            else:
+                probe_image(path, max_pixels=self.max_pixels)
+        except (CorruptImageError, OSError) as e:
+            return str(e)
+        return None
 
     # ----------------------------------------------------------------- reporting
 

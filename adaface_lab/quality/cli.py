@@ -42,8 +42,9 @@ IMAGE_SUFFIXES = frozenset(
 #: BRISQUE's smallest image side (its 7x7 window on the half-size second scale).
 MIN_SIDE = 8
 #: Pixels decoded and scored together at most (a larger image is scored alone). The torch backend
-#: needs about 160 bytes per pixel, so a batch costs at most about 5 GB, as does one 32 MP image.
-BATCH_PIXELS = 32_000_000
+#: needs up to about 160 bytes per pixel, so a batch costs at most about 1.3 GB (a 40 MP image alone,
+#: the most --max-pixels lets through by default, about 6.5 GB).
+BATCH_PIXELS = 8_000_000
 #: Skipped files named one per line on stderr; the rest are counted.
 SKIPS_LISTED = 20
 
@@ -211,7 +212,7 @@ def _summary(rows: list[tuple[str, float, float]], skipped: list[tuple[Path, str
         msg += f"; {n_nan} constant/degenerate (score NaN)"
     if skipped:
         listed = "listed above" if len(skipped) <= SKIPS_LISTED else f"the first {SKIPS_LISTED} listed above"
-        msg += f"; skipped {len(skipped)} unreadable file{'s' * (len(skipped) != 1)} ({listed})"
+        msg += f"; skipped {len(skipped)} file{'s' * (len(skipped) != 1)} ({listed})"
     return msg
 
 
