@@ -312,20 +312,13 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
     # ----------------------------------------------------------------- low level
 
     def _record(self, offset: int) -> bytes:
-        try:
-            if self._buf is None:
-                with open(self.rec_path, "rb") as f:  # the map keeps the file open on its own
-                    self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            return _read_framed(self._buf, offset)[0]
-        except ValueError as e:  # also mmap's "cannot mmap an empty file"
-            raise ValueError(f"{self.rec_path}: {e}") from None
+        if self._buf is None:
+            with open(self.rec_path, "rb") as f:  # the map keeps the file open on its own
+                self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # ValueError if empty
+        return _read_framed(self._buf, offset)[0]
 
     def _header(self, key: int) -> IRHeader:
-        """The IRHeader of record ``key``; a ValueError naming the file when it cannot be read."""
-        try:
-            return unpack_record(self._record(self.offsets[key]))[0]
-        except ValueError as e:
-            raise ValueError(f"{self.rec_path}: record {key}: {e}") from None
+        return self.read(key)[0]
 
     def __getstate__(self) -> dict:
         # mmaps do not pickle; each DataLoader worker reopens the file lazily.
@@ -339,11 +332,14 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
             self._buf = None
 
     def read(self, key: int) -> tuple[IRHeader, bytes]:
-        """Header and image bytes of record ``key``."""
+        """Header and image bytes of record ``key``; a ValueError naming the file and record when the
+        record is damaged, KeyError when the index has no such key."""
+        if key not in self.offsets:
+            raise KeyError(f"{self.rec_path}: no record {key} in the index")
         try:
             return unpack_record(self._record(self.offsets[key]))
-        except KeyError:
-            raise KeyError(f"{self.rec_path}: no record {key} in the index") from None
+        except ValueError as e:
+            raise ValueError(f"{self.rec_path}: record {key}: {e}") from None
 
     def _label(self, header: IRHeader, key: int) -> int:
         """The class label of image record ``key``: a whole number in [0, num_classes) (ValueError)."""

@@ -44,6 +44,7 @@ from .images import DEFAULT_MAX_PIXELS, CorruptImageError, decode_image, encode_
 from .._atomic import atomic_path
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "MAX_REFERENCE_RATIO",
     "UnsafePickleError",
     "VerificationPairs",

@@ -42,8 +42,8 @@ IMAGE_SUFFIXES = frozenset(
 #: BRISQUE's smallest image side (its 7x7 window on the half-size second scale).
 MIN_SIDE = 8
 #: Pixels decoded and scored together at most (a larger image is scored alone). The torch backend
-#: needs up to about 160 bytes per pixel, so a batch costs at most about 1.3 GB (a 40 MP image alone,
-#: the most --max-pixels lets through by default, about 6.5 GB).
+#: needs about 170 bytes per pixel (measured at 4 and 10 MP), so a batch costs at most about 1.4 GB
+#: (a 40 MP image alone, the most --max-pixels lets through by default, about 7 GB).
 BATCH_PIXELS = 8_000_000
 #: Skipped files named one per line on stderr; the rest are counted.
 SKIPS_LISTED = 20
