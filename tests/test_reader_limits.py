@@ -161,6 +161,9 @@ def test_recordio_identity_range_outside_the_images(tmp_path: Path) -> None:
     offset = read_index(idx)[7]  # the second identity record, images 4..6
     _patch_float(rec, offset + 8 + 24 + 4, 900.0)
     _refused(lambda: RecordIODataset(rec), str(rec), "identity record 7", "900.0")
+    _patch_float(rec, offset + 8 + 24 + 4, 4.0)  # now (4, 4): an identity without images
+    with pytest.warns(RuntimeWarning, match="1 of 2 identities have no images"):
+        assert RecordIODataset(rec).identity_ranges == [(1, 4), (4, 4)]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ import mmap
 import os
 import struct
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -307,6 +308,10 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
             what = f"{self.rec_path}: identity record {key}'s"
             start = _whole(lab[0], 1, end_images, f"{what} first image key")
             self.identity_ranges.append((start, _whole(lab[1], start, end_images, f"{what} end of image keys")))
+        empty = sum(start == end for start, end in self.identity_ranges)
+        if empty:  # their labels stay (they are the file's); a head keeps a class nothing trains
+            warnings.warn(f"{self.rec_path}: {empty} of {len(self.identity_ranges)} identities have no images",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
         return range(1, end_images)
 
     # ----------------------------------------------------------------- low level
