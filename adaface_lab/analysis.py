@@ -1,9 +1,9 @@
 """Analyses of a training run's records (DESIGN.md §2, "Norm versus quality"): pure functions returning DataFrames.
 
-A run folder written by :mod:`adaface_lab.train` holds ``records.parquet`` (one row per probe
-sample and epoch), ``steps.parquet`` (one row per optimiser step), ``epochs.csv`` and
-``config.json``. Notebooks and the app call these functions and plot the frames with
-:mod:`adaface_lab.plots.training`::
+They take the frames of a run (read with :func:`adaface_lab.runs.load_run`: one row per probe sample and
+epoch in ``run.records``, one per optimiser step in ``run.steps``). Notebooks and the app call these
+functions and plot the frames with :mod:`adaface_lab.plots.training`; the training loop takes the
+correlations of its ``epochs.csv`` from :func:`quality_correlations`::
 
     run = load_run("runs/demo")
     corr = correlation_by_epoch(run.records)                    # r(‖z‖, q), r(P_y, q) per epoch
@@ -19,10 +19,8 @@ the recorded epochs (``-1`` = the last).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -30,15 +28,16 @@ import pandas as pd
 from scipy import stats
 
 from .margins import adaface_z_hat
+from .quality import quality_from_brisque
 
 __all__ = [
-    "RECORD_COLUMNS",
-    "Run",
-    "load_run",
+    "REQUIRED_COLUMNS",
+    "require_columns",
     "with_quality_columns",
     "available_qualities",
     "resolve_epoch",
     "correlation_by_epoch",
+    "quality_correlations",
     "LineFit",
     "least_squares",
     "Trajectories",
@@ -57,86 +56,14 @@ __all__ = [
     "ema_start_weight",
 ]
 
-#: Columns every records frame must have.
-RECORD_COLUMNS: tuple[str, ...] = ("sample_id", "epoch", "norm", "p_y")
+#: Columns every records frame must have for these analyses (a run records more: adaface_lab.runs.RECORD_COLUMNS).
+REQUIRED_COLUMNS: tuple[str, ...] = ("sample_id", "epoch", "norm", "p_y")
 
 _QUALITY_SOURCES = {"quality": "brisque", "severity_quality": "severity"}
 
 
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass
-class Run:
-    """A training run read from its folder.
-
-    Attributes:
-        path: the run folder.
-        records: one row per probe sample and epoch (with the quality columns added).
-        steps: one row per optimiser step (empty if ``steps.parquet`` is absent).
-        epochs: one row per epoch (empty if ``epochs.csv`` is absent).
-        config: the run's ``config.json`` (empty if absent).
-    """
-
-    path: Path
-    records: pd.DataFrame
-    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
-    epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def recorded_epochs(self) -> list[int]:
-        """The epochs present in the records, ascending."""
-        return sorted(int(e) for e in self.records["epoch"].unique())
-
-    def __repr__(self) -> str:
-        ep = self.recorded_epochs
-        return (
-            f"Run({str(self.path)!r}, records={len(self.records)} rows, epochs {ep[0]}..{ep[-1]} "
-            f"({len(ep)} recorded), steps={len(self.steps)} rows)"
-        )
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run folder: records (required), steps, epochs and config (optional).
-
-    Raises ``FileNotFoundError`` when the folder or its ``records.parquet`` is missing,
-    ``ValueError`` when the records are empty or lack a required column (:data:`RECORD_COLUMNS`).
-    """
-    path = Path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"run folder not found: {path}")
-    if not path.is_dir():
-        raise ValueError(f"{path} is a file; expected a run folder (holding records.parquet)")
-    rec_path = path / "records.parquet"
-    if not rec_path.exists():
-        contents = sorted(p.name for p in path.iterdir())[:8]
-        raise FileNotFoundError(
-            f"no records.parquet in {path} (contents: {contents or 'empty folder'}); a run writes it at the end "
-            f"of its first epoch (`adaface-lab train --out {path}`)"
-        )
-    try:
-        records = pd.read_parquet(rec_path)
-    except Exception as e:  # a dataset folder with no part files yet, or a broken file
-        raise ValueError(f"cannot read {rec_path}: {type(e).__name__}: {e}") from None
-    if len(records) == 0:
-        raise ValueError(f"{rec_path} holds no rows (did the run finish an epoch?)")
-    _require(records, RECORD_COLUMNS, what=str(rec_path))
-    records = with_quality_columns(records).sort_values(["epoch", "sample_id"], kind="stable").reset_index(drop=True)
-
-    steps = pd.read_parquet(path / "steps.parquet") if (path / "steps.parquet").exists() else pd.DataFrame()
-    epochs = pd.read_csv(path / "epochs.csv") if (path / "epochs.csv").is_file() else pd.DataFrame()
-    config: dict[str, Any] = {}
-    if (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
-    return Run(path=path, records=records, steps=steps, epochs=epochs, config=config)
-
-
-def _require(frame: pd.DataFrame, columns: Sequence[str], what: str = "records") -> None:
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str = "records") -> None:
+    """ValueError naming the columns of ``columns`` that ``frame`` lacks (``what`` names the frame)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} lack the columns {missing}; present: {list(frame.columns)}")
@@ -150,7 +77,7 @@ def with_quality_columns(records: pd.DataFrame) -> pd.DataFrame:
     """
     out = records.copy()
     if "quality" not in out.columns and "brisque" in out.columns:
-        out["quality"] = 1.0 - out["brisque"].astype(np.float64) / 100.0
+        out["quality"] = quality_from_brisque(out["brisque"].astype(np.float64))
     if "severity_quality" not in out.columns and "severity" in out.columns:
         out["severity_quality"] = 1.0 - out["severity"].astype(np.float64)
     return out
@@ -241,7 +168,7 @@ def correlation_by_epoch(
     """
     if method not in ("pearson", "spearman"):
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
-    _require(records, ("epoch", *features))
+    require_columns(records, ("epoch", *features))
     rec = _quality_column(records, quality)
     cols = [quality, *features]
     sub = rec[["epoch", *cols]].astype({c: np.float64 for c in cols})
@@ -264,6 +191,24 @@ def correlation_by_epoch(
     out["n"] = n_col.to_numpy()
     out["quality"] = quality
     out["method"] = method
+    return out
+
+
+def quality_correlations(records: pd.DataFrame) -> dict[str, float]:
+    """Pearson r of ‖z‖ and of P_y with each quality over all of ``records`` (one epoch's, as the
+    training loop writes them into ``epochs.csv``), by :func:`correlation_by_epoch`'s rules.
+
+    Keys ``r_norm_qseverity``, ``r_p_y_qseverity`` (quality 1 − severity) and ``r_norm_qbrisque``,
+    ``r_p_y_qbrisque`` (1 − BRISQUE/100); NaN where the records lack that quality or r is undefined.
+    """
+    rec = with_quality_columns(records)
+    out: dict[str, float] = {}
+    for quality in ("severity_quality", "quality"):
+        row = None
+        if quality in rec.columns and len(rec):
+            row = correlation_by_epoch(rec.assign(epoch=0), quality=quality).iloc[0]
+        for feature in ("norm", "p_y"):
+            out[f"r_{feature}_q{_QUALITY_SOURCES[quality]}"] = float(row[f"r_{feature}"]) if row is not None else np.nan
     return out
 
 
@@ -297,7 +242,7 @@ def least_squares(records: pd.DataFrame, x: str = "quality", y: str = "norm", ep
     """
     rec = _quality_column(records, x) if x in _QUALITY_SOURCES else records
     rec = _quality_column(rec, y) if y in _QUALITY_SOURCES else rec
-    _require(rec, (x, y, "epoch"))
+    require_columns(rec, (x, y, "epoch"))
     e = None if epoch is None else resolve_epoch(rec, epoch)
     sub = rec if e is None else rec[rec["epoch"] == e]
     xv, yv = sub[x].to_numpy(np.float64), sub[y].to_numpy(np.float64)
@@ -335,7 +280,7 @@ def trajectories(records: pd.DataFrame, n: int = 64, seed: int = 0) -> Trajector
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    _require(records, RECORD_COLUMNS)
+    require_columns(records, REQUIRED_COLUMNS)
     ids = np.sort(records["sample_id"].unique())
     chosen = np.sort(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False))
     sub = records[records["sample_id"].isin(chosen)].sort_values(["sample_id", "epoch"], kind="stable")
@@ -373,7 +318,7 @@ def pick_images_along_norm(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    _require(records, ("sample_id", "epoch", column))
+    require_columns(records, ("sample_id", "epoch", column))
     e = resolve_epoch(records, epoch)
     sub = records[(records["epoch"] == e) & np.isfinite(records[column].to_numpy(np.float64))]
     sub = sub.drop_duplicates("sample_id", keep="last").sort_values("sample_id", kind="stable")
@@ -473,7 +418,7 @@ def histogram_by_epoch(
     """
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    _require(records, ("epoch", column))
+    require_columns(records, ("epoch", column))
     v = records[column].to_numpy(np.float64)
     ok = np.isfinite(v)
     cols = ["epoch", "left", "right", "center", "count", "density"]
@@ -577,7 +522,7 @@ def sign_check(correlations: pd.DataFrame, threshold: float = 0.1, epoch: int = 
     which case the run is in, at ``epoch`` (default the last with a finite r), and never hides
     a reversal.
     """
-    _require(correlations, ("epoch", "r_norm"), what="correlations")
+    require_columns(correlations, ("epoch", "r_norm"), what="correlations")
     c = correlations[np.isfinite(correlations["r_norm"].to_numpy(np.float64))].sort_values("epoch")
     q = str(correlations["quality"].iloc[0]) if "quality" in correlations.columns and len(correlations) else "quality"
     method = str(correlations["method"].iloc[0]).capitalize() if "method" in correlations.columns and len(correlations) else "Pearson"
@@ -652,7 +597,7 @@ def norm_growth(records: pd.DataFrame, start: int | None = None, end: int = -1) 
     ``start``. Epochs are addressed as in :func:`resolve_epoch`. Taught in
     ``notebooks/04_trajectories.ipynb`` (§4.2).
     """
-    _require(records, ("sample_id", "epoch", "norm"))
+    require_columns(records, ("sample_id", "epoch", "norm"))
     e_end = resolve_epoch(records, end)
     e_start = int(records["epoch"].min()) if start is None else resolve_epoch(records, start)
     before = records[records["epoch"] == e_start].drop_duplicates("sample_id", keep="last").set_index("sample_id")
@@ -679,7 +624,7 @@ def means_by_bin(
     ``notebooks/03_norm_vs_quality.ipynb`` (§3.3, by severity) and ``notebooks/04_trajectories.ipynb``
     (§4.3, by norm quartile).
     """
-    _require(records, ("epoch", by, *columns))
+    require_columns(records, ("epoch", by, *columns))
     at = records[records["epoch"] == resolve_epoch(records, epoch)]
     at = at[np.isfinite(at[by].to_numpy(np.float64))]
     if equal_counts:
@@ -702,8 +647,8 @@ def z_hat_from_steps(records: pd.DataFrame, steps: pd.DataFrame, h: float) -> np
     use). NaN for a record whose step is not in ``steps``. In records' order. Taught in
     ``notebooks/02_adaptive_margin.ipynb`` (§2.4).
     """
-    _require(records, ("step", "norm"))
-    _require(steps, ("step", "batch_mean", "batch_std"), what="steps")
+    require_columns(records, ("step", "norm"))
+    require_columns(steps, ("step", "batch_mean", "batch_std"), what="steps")
     ema = steps.drop_duplicates("step", keep="last").set_index("step")
     mean = ema["batch_mean"].reindex(records["step"]).to_numpy(np.float64)
     std = ema["batch_std"].reindex(records["step"]).to_numpy(np.float64)

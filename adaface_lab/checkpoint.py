@@ -18,6 +18,7 @@ stand-ins (never imported), so such files load too.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -31,12 +32,15 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_path
+from .backbones import build_backbone, list_backbones
 
 __all__ = [
     "LoadReport",
     "UnsafeCheckpointError",
     "load_checkpoint",
     "load_backbone_checkpoint",
+    "load_backbone_state",
+    "guess_backbone",
     "split_lightning_state_dict",
     "save_checkpoint",
 ]
@@ -214,57 +218,94 @@ def load_backbone_checkpoint(
     naming them and nothing is loaded. With ``strict=False`` the matching tensors are loaded
     and the rest is reported. Returns a :class:`LoadReport`.
     """
-    obj = load_checkpoint(path)
+    return load_backbone_state(load_checkpoint(path), backbone, strict=strict, source=str(path))
+
+
+@dataclass
+class _Layout:
+    """A checkpoint object taken apart: its format, the backbone's and the head's tensors (prefixes
+    removed), the keys that are neither, and scalar metadata."""
+
+    format: str
+    backbone: dict[str, torch.Tensor]
+    head: dict[str, torch.Tensor]
+    ignored: list[str]
+    meta: dict[str, Any]
+
+
+def _layout(obj: Any, source: str) -> _Layout:
+    """Where the backbone's tensors are in a loaded checkpoint object; ValueError for unknown layouts."""
     meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        fmt = "lightning"
-        raw = obj["state_dict"]
+        fmt, raw = "lightning", obj["state_dict"]
         meta = {k: v for k, v in obj.items() if isinstance(v, (str, int, float, bool))}
     elif isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        fmt = "state_dict"
-        raw = obj
+        fmt, raw = "state_dict", obj
     else:
         raise ValueError(
-            f"{path}: not a checkpoint layout this loader knows (expected a Lightning dict with "
+            f"{source}: not a checkpoint layout this loader knows (expected a Lightning dict with "
             f"'state_dict' or a plain state dict of tensors); top-level type {type(obj).__name__}"
         )
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()):
-        raise ValueError(f"{path}: the state dict must map str keys to tensors")
-
+        raise ValueError(f"{source}: the state dict must map str keys to tensors")
     keys = list(raw)
     if any(k.startswith(_BACKBONE_PREFIX) for k in keys):
         backbone_sd, head_sd = split_lightning_state_dict(raw)
         ignored = [k for k in keys if not k.startswith((_BACKBONE_PREFIX, _HEAD_PREFIX))]
     elif keys and all(k.startswith("module.") for k in keys):
         backbone_sd, head_sd, ignored = {k[len("module."):]: v for k, v in raw.items()}, {}, []
+    elif fmt == "lightning":
+        head_sd = {k[len(_HEAD_PREFIX):]: v for k, v in raw.items() if k.startswith(_HEAD_PREFIX)}
+        backbone_sd, ignored = {k: v for k, v in raw.items() if not k.startswith(_HEAD_PREFIX)}, []
     else:
         backbone_sd, head_sd, ignored = dict(raw), {}, []
-        if fmt == "lightning":
-            head_sd = {k[len(_HEAD_PREFIX):]: v for k, v in raw.items() if k.startswith(_HEAD_PREFIX)}
-            backbone_sd = {k: v for k, v in raw.items() if not k.startswith(_HEAD_PREFIX)}
+    return _Layout(fmt, backbone_sd, head_sd, ignored, meta)
 
+
+def load_backbone_state(obj: Any, backbone: nn.Module, strict: bool = True, source: str = "checkpoint") -> LoadReport:
+    """:func:`load_backbone_checkpoint` for a checkpoint object already loaded (``source`` names it in
+    messages)."""
+    parts = _layout(obj, source)
     target = backbone.state_dict()
     report = LoadReport(
-        path=str(path),
-        format=fmt,
-        missing_keys=[k for k in target if k not in backbone_sd],
-        unexpected_keys=[k for k in backbone_sd if k not in target],
+        path=source,
+        format=parts.format,
+        missing_keys=[k for k in target if k not in parts.backbone],
+        unexpected_keys=[k for k in parts.backbone if k not in target],
         shape_mismatches=[
             (k, tuple(v.shape), tuple(target[k].shape))
-            for k, v in backbone_sd.items()
+            for k, v in parts.backbone.items()
             if k in target and tuple(v.shape) != tuple(target[k].shape)
         ],
-        ignored_keys=ignored,
-        head_state_dict=head_sd,
-        meta=meta,
+        ignored_keys=parts.ignored,
+        head_state_dict=parts.head,
+        meta=parts.meta,
     )
     if strict and not report.ok:
-        raise ValueError(f"checkpoint {path} does not match the backbone:\n{report.problems()}")
+        raise ValueError(f"checkpoint {source} does not match the backbone:\n{report.problems()}")
     bad = {k for k, _, _ in report.shape_mismatches}
-    loadable = {k: v for k, v in backbone_sd.items() if k in target and k not in bad}
+    loadable = {k: v for k, v in parts.backbone.items() if k in target and k not in bad}
     backbone.load_state_dict(loadable, strict=False)
     report.loaded_keys = list(loadable)
     return report
+
+
+@functools.lru_cache(maxsize=None)
+def _backbone_shapes(name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Tensor names and shapes of a registered backbone (built once, on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = build_backbone(name)
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def guess_backbone(obj: Any) -> str | None:
+    """The registered backbone whose tensor names and shapes match a loaded checkpoint's, or None."""
+    try:
+        parts = _layout(obj, "checkpoint")
+    except ValueError:
+        return None
+    shapes = {k: tuple(v.shape) for k, v in parts.backbone.items()}
+    return next((name for name in list_backbones() if dict(_backbone_shapes(name)) == shapes), None)
 
 
 # --------------------------------------------------------------------------- saving

@@ -4,7 +4,8 @@
 
     adaface-lab train --out runs/demo                         # SyntheticFaces, ir_tiny, AdaFace (CPU demo)
     adaface-lab train --data ../shared/data/lfw_min20 --center-crop 112 --out runs/lfw
-    adaface-lab train --out runs/demo --resume                # continue from runs/demo/checkpoint.pt
+    adaface-lab train --out runs/demo --resume                # continue the run in runs/demo from its checkpoint
+    adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
 
@@ -78,6 +79,7 @@ _TRAIN_HELP: dict[str, str] = {
     "preload": "hold the decoded training set in memory (none: when it fits in 4 GiB)",
     "out": "run folder",
     "resume": "continue the run in --out from its checkpoint",
+    "overwrite": "replace the run already in --out (without this or --resume, that is refused)",
     "stop_after": "end this session after this epoch (checkpointed; --resume continues)",
     "progress": "progress bars and epoch summaries",
 }
@@ -109,14 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``train``: one option per :class:`~adaface_lab.train.TrainConfig` field."""
-    from .train import TrainConfig
+    """Register ``train``: one option per :class:`~adaface_lab.config.TrainConfig` field."""
+    from .config import TrainConfig
+    from .runs import RUN_FILES
 
     p = subparsers.add_parser(
         "train", help="train a backbone and record norm, P_y, margin and quality per probe sample and epoch",
-        description="Train with a margin head and write records.parquet, steps.parquet, epochs.csv, "
-        "config.json and checkpoint.pt under --out. Options not given keep their defaults (or, with "
-        "--resume, the run's saved values).",
+        description=f"Train with a margin head and write {', '.join(RUN_FILES)} under --out. Options not "
+        "given keep their defaults (or, with --resume, the run's saved values). A folder that holds a run "
+        "is refused unless --resume or --overwrite says what to do with it.",
     )  # fmt: skip
     defaults = TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
@@ -193,7 +196,9 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .config import TrainConfig
+    from .runs import RUN_FILES, RunFolder
+    from .train import train
 
     given = {k: v for k, v in vars(args).items() if k != "func"}
     for name in ("head_params", "backbone_params"):
@@ -201,13 +206,15 @@ def _run_train(args: argparse.Namespace) -> int:
             given[name] = dict(given[name])
     overrides: dict[str, Any] = {}
     if given.get("resume"):
-        saved = Path(given.get("out", TrainConfig().out)) / "config.json"
-        if not saved.is_file():
-            print(f"error: nothing to resume: {saved} does not exist", file=sys.stderr)
+        folder = RunFolder(Path(given.get("out", TrainConfig().out)))
+        try:
+            saved = folder.read_config()
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: nothing to resume: {e}", file=sys.stderr)
             return 2
         # the run's settings; runtime options (device, threads, stop_after, ...) come from this command line
         names = {f.name for f in dataclasses.fields(TrainConfig)} - TrainConfig.RUNTIME_FIELDS
-        overrides = {k: v for k, v in json.loads(saved.read_text()).items() if k in names}
+        overrides = {k: v for k, v in saved.items() if k in names}
     overrides.update(given)
     try:
         config = TrainConfig.from_overrides(overrides)
@@ -217,13 +224,17 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         result = train(config)
     except KeyboardInterrupt:
-        print("interrupted; the last completed step is checkpointed: add --resume to continue", file=sys.stderr)
+        if RunFolder(Path(config.out)).checkpoint.is_file():
+            print("interrupted; the last completed step is checkpointed: add --resume to continue", file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint: nothing to resume; run the command again to start over",
+                  file=sys.stderr)  # fmt: skip
         return 130
-    except (ValueError, FileNotFoundError) as e:  # bad data folder, resume mismatch, ...
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad data folder, resume mismatch, a run there
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if result.summary:
-        print(f"run folder: {result.run_dir} (records.parquet, steps.parquet, epochs.csv, config.json, checkpoint.pt)")
+        print(f"run folder: {result.run_dir} ({', '.join(RUN_FILES)})")
     return 0
 
 

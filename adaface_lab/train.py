@@ -7,32 +7,18 @@ training samples, what the paper's "norm versus quality" analyses read (DESIGN.m
     result = train(TrainConfig(out="runs/demo"))             # SyntheticFaces, ir_tiny at 32 px, AdaFace
     result = train(TrainConfig.from_overrides({"data": "../shared/data/lfw_min20", "center_crop": 112,
                                                "out": "runs/lfw"}))
+    result = train(config, on_step=lambda s: print(s["step"], s["loss"], s["eta_s"]))
     adaface-lab train --out runs/demo                        # the same from the shell
 
-A run folder holds:
+The run folder it writes (records, steps, epochs, config, checkpoint, progress) is described, written and
+read by :mod:`adaface_lab.runs`; the config is :class:`~adaface_lab.config.TrainConfig`. A folder that
+already holds a run is refused unless ``resume`` (continue it) or ``overwrite`` (replace it) says so.
 
-- ``records.parquet/`` — a Parquet dataset folder, one part file per epoch (``pandas.read_parquet`` reads
-  the folder): one row per probe sample and epoch, taken at the training step where that sample was
-  seen: ``sample_id, label, epoch, step, norm, p_y, cos_y, z_hat, margin_angle, margin_add, loss,
-  brisque, quality, severity`` and the augmentation record (``crop_applied, crop_ratio, ...``).
-  ``p_y`` is the softmax probability of the target class under the margined logits, exp(−CE), and
-  ``p_y_plain`` the same with the margin taken off (s·cos θ_y as the target logit);
-  ``brisque`` is scored on the exact augmented image the network saw, on the training device;
-  ``quality = 1 − brisque/100``; ``severity`` is SyntheticFaces' ground truth (NaN for real data).
-- ``steps.parquet/`` — one row per optimiser step: loss, accuracy (nearest class, margin taken off), lr,
-  the AdaFace EMA μ_z/σ_z, images/s.
-- ``epochs.csv`` — one line per epoch (loss, accuracy, images/s, time, held-out verification).
-- ``config.json`` — the :class:`TrainConfig` fields, and under ``"run"`` what the run found (classes,
-  probe count, device, world size, ...).
-- ``checkpoint.pt`` — the latest state, written atomically each epoch and on Ctrl-C/SIGTERM, loadable
-  with ``torch.load(weights_only=True)``.
-
-Epochs are numbered from 1; ``step`` is the global optimiser step, from 1.
-
-Reproducibility: every random stream is derived from ``(seed, stream, epoch, rank)`` — the shuffle, the
-augmentations and dropout of epoch e do not depend on what ran before — so a run resumed from a
-checkpoint (at an epoch boundary, or mid-epoch after an interruption, whose RNG states the checkpoint
-holds) writes the same records as an uninterrupted run with the same seed (bit for bit on the CPU).
+Reproducibility: every random stream is derived from ``(seed, stream, epoch, rank)``
+(:func:`adaface_lab.config.seed_for`) — the shuffle, the augmentations and dropout of epoch e do not depend
+on what ran before — so a run resumed from a checkpoint (at an epoch boundary, or mid-epoch after an
+interruption, whose RNG states the checkpoint holds) writes the same records as an uninterrupted run with
+the same seed (bit for bit on the CPU).
 
 Multi-GPU: ``torchrun --nproc-per-node N -m adaface_lab.cli train ...`` (the RANK/WORLD_SIZE variables
 switch DistributedDataParallel on; nccl on CUDA, gloo on the CPU). ``batch_size`` is per process.
@@ -45,21 +31,17 @@ cores. From Python, set it before importing torch, or pass ``threads=1``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import signal
 import sys
 import threading
 import time
-import types
-import typing
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,188 +52,30 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ._atomic import atomic_path
+from .analysis import quality_correlations
+from .backbones import build_backbone, preprocess
+from .config import (
+    DEMO_BACKBONE_PARAMS,
+    STREAM_AUG,
+    STREAM_INIT,
+    STREAM_MODEL,
+    STREAM_ORDER,
+    STREAM_PROBE,
+    TrainConfig,
+    seed_for,
+)
+from .data.augment import AugmentConfig, augment_batch
+from .heads import build_head
+from .quality import brisque_torch, quality_from_brisque
+from .runs import HEAD_EXTRA_COLUMNS, RECORD_COLUMNS, HeldOut, Progress, RunFolder, TrainingState, training_data
 
-from .backbones import BACKBONES, DEFAULT_TEACHING_BACKBONE, build_backbone, preprocess
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data.augment import RECORD_FIELDS, AugmentConfig, augment_batch
-from .data.verification import pairs_from_identities
-from .heads import HEADS, build_head
+__all__ = ["TrainConfig", "RunResult", "OnStep", "train", "pick_device", "DEMO_BACKBONE_PARAMS"]
 
-__all__ = [
-    "TrainConfig", "RunResult", "train", "load_run_checkpoint", "pick_device",
-    "RECORD_COLUMNS", "AUGMENT_COLUMNS", "DEMO_BACKBONE_PARAMS",
-]  # fmt: skip
-
-#: Columns of ``records.parquet`` besides the augmentation record and head-specific extras.
-RECORD_COLUMNS: tuple[str, ...] = (
-    "sample_id", "label", "epoch", "step", "norm", "p_y", "p_y_plain", "cos_y", "z_hat", "margin_angle",
-    "margin_add", "loss", "brisque", "quality", "severity",
-)  # fmt: skip
-
-#: The per-sample augmentation record columns (see :mod:`adaface_lab.data.augment`).
-AUGMENT_COLUMNS: tuple[str, ...] = RECORD_FIELDS
-
-#: Backbone options the CPU demo uses when none are given: ir_tiny at 32 pixels (4x fewer pixels than its
-#: native 64) trains about 4x faster, which is what lets the default run learn in a few minutes on 2 cores.
-DEMO_BACKBONE_PARAMS: dict[str, dict[str, Any]] = {DEFAULT_TEACHING_BACKBONE: {"input_size": 32}}
-
-_CHECKPOINT_FORMAT = "adaface_lab.train/1"
-# Random streams: each is seeded from (seed, stream, epoch, rank), see _seed_for.
-_STREAM_INIT, _STREAM_ORDER, _STREAM_AUG, _STREAM_MODEL, _STREAM_PROBE, _STREAM_HOLDOUT = range(6)
-
-
-# ============================================================================ config
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on. Build with ``TrainConfig(...)`` or :meth:`from_overrides`.
-
-    The defaults are the CPU demo: 800 SyntheticFaces identities x 6 images (many identities, few
-    images each, so that a short run learns features rather than memorising), ``ir_tiny`` at 32 px, the
-    AdaFace head with its official parameters, 10 epochs — under 3 minutes on 2 shared CPU cores. The
-    optimiser follows the official recipe (SGD, LR 0.1, momentum 0.9, weight decay 5e-4 except on
-    BatchNorm, LR ×0.1 at epochs 12/20/24 of 26), with the milestones as fractions of the run so that
-    they scale to short runs; the augmentations keep the official probabilities (0.2 each).
-    """
-
-    # -- data
-    data: str = "synthetic"  #: "synthetic" (SyntheticFaces) or a folder root/<identity>/*.jpg
-    num_identities: int = 800  #: SyntheticFaces: identities trained on
-    images_per_identity: int = 6  #: SyntheticFaces: images per identity
-    severity: str = "mixed"  #: SyntheticFaces: "mixed" (Beta(1.2, 2.5)) or "uniform"
-    center_crop: int | None = None  #: folders: side of a centre square cut first (e.g. 112 of LFW's 250)
-    holdout_identities: int = 20  #: identities kept out of training for verification pairs
-    eval_pairs: int = 400  #: verification pairs drawn from the held-out identities
-    # -- model
-    backbone: str = DEFAULT_TEACHING_BACKBONE  #: a name from adaface_lab.backbones
-    backbone_params: dict[str, Any] | None = None  #: None: DEMO_BACKBONE_PARAMS for its backbone, else {}
-    head: str = "adaface"  #: a name from adaface_lab.heads
-    head_params: dict[str, Any] = field(default_factory=dict)  #: e.g. {"m": 0.4, "h": 0.333, "s": 64}
-    channel_order: str = "rgb"  #: what the model is fed ("rgb"; "bgr" as the authors' models)
-    # -- optimisation
-    epochs: int = 10
-    batch_size: int = 128  #: per process
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: tuple[float, ...] = (12 / 26, 20 / 26, 24 / 26)  #: fractions of all steps
-    lr_gamma: float = 0.1
-    # -- augmentation (official: each with probability 0.2)
-    crop_prob: float = 0.2
-    lowres_prob: float = 0.2
-    photometric_prob: float = 0.2
-    # -- records
-    probe: int | str = 1536  #: number of probe samples, or "all"
-    brisque: bool = True  #: score every probe sample's augmented image with BRISQUE
-    eval_each_epoch: bool = True  #: verification on held-out identities after every epoch
-    # -- run
-    seed: int = 0
-    device: str = "auto"  #: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps"
-    amp: bool = True  #: bf16 autocast on CUDA where supported (ignored elsewhere)
-    channels_last: bool | None = None  #: None: on for CUDA only
-    compile: bool = False  #: torch.compile the model
-    num_workers: int = 2  #: loader processes (decoding/rendering)
-    threads: int | None = None  #: CPU threads for torch (None: torch's default, one per core)
-    preload: bool | None = None  #: hold the decoded training set in memory; None: when it fits in 4 GiB
-    out: str = "runs/default"
-    resume: bool = False  #: continue from out/checkpoint.pt
-    stop_after: int | None = None  #: end this session (checkpointed) after this epoch; resume later
-    progress: bool = True  #: tqdm bars and the one-line epoch summaries
-
-    # Fields that may differ between a run and its resumption (they do not change the records on a CPU).
-    RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset(
-        {"device", "num_workers", "threads", "preload", "out", "resume", "stop_after", "progress", "compile",
-         "amp", "channels_last"}
-    )
-
-    def __post_init__(self) -> None:
-        self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
-        self.head_params = dict(self.head_params)
-        if self.backbone_params is None:
-            self.backbone_params = dict(DEMO_BACKBONE_PARAMS.get(self.backbone, {}))
-        self.backbone_params = dict(self.backbone_params)
-        _validate(self)
-
-    @classmethod
-    def from_overrides(cls, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
-        """Defaults updated by ``overrides`` (and ``kwargs``): unknown keys and wrong types raise.
-
-        Ints are accepted for float fields, lists for tuple fields; nothing else is converted.
-        """
-        values = {**(overrides or {}), **kwargs}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {', '.join(sorted(known))}")
-        hints = typing.get_type_hints(cls)
-        return cls(**{k: _check_type(k, v, hints[k]) for k, v in values.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples as lists)."""
-        d = asdict(self)
-        d["lr_milestones"] = list(self.lr_milestones)
-        return d
-
-
-def _check_type(name: str, value: Any, hint: Any) -> Any:
-    """``value`` if it matches the type ``hint`` (int for float, list for tuple allowed), else TypeError."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    for t in options:
-        origin = typing.get_origin(t) or t
-        if t is type(None) and value is None:
-            return None
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin in (str, bool, dict) and isinstance(value, origin):
-            return value
-        if origin is tuple and isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
-            return tuple(float(v) for v in value)
-    raise TypeError(f"TrainConfig.{name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}")
-
-
-def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-def _validate(c: TrainConfig) -> None:
-    """Plain ValueErrors for values no run can use (types are checked by from_overrides)."""
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(message)
-
-    need(c.data == "synthetic" or bool(c.data), "data must be 'synthetic' or a folder path")
-    need(c.num_identities >= 2 and c.images_per_identity >= 1, "num_identities ≥ 2, images_per_identity ≥ 1")
-    need(c.severity in ("mixed", "uniform"), f"severity must be 'mixed' or 'uniform', got {c.severity!r}")
-    need(c.center_crop is None or c.center_crop >= 8, "center_crop must be None or ≥ 8 pixels")
-    need(c.holdout_identities >= 0, "holdout_identities must be ≥ 0")
-    need(c.holdout_identities == 0 or c.holdout_identities >= 2, "holdout_identities must be 0 or ≥ 2")
-    need(c.eval_pairs >= 20, "eval_pairs must be ≥ 20 (ten folds of genuine and impostor pairs)")
-    BACKBONES.require(c.backbone)
-    HEADS.require(c.head)
-    need(c.channel_order in ("rgb", "bgr"), "channel_order must be 'rgb' or 'bgr'")
-    need(c.epochs >= 1, "epochs must be ≥ 1")
-    need(c.batch_size >= 2, "batch_size must be ≥ 2 (BatchNorm needs two samples)")
-    need(c.lr > 0 and 0 <= c.momentum < 1 and c.weight_decay >= 0,
-         "need lr > 0, 0 ≤ momentum < 1, weight_decay ≥ 0")  # fmt: skip
-    need(all(0 < m < 1 for m in c.lr_milestones) and list(c.lr_milestones) == sorted(c.lr_milestones),
-         "lr_milestones must be ascending fractions in (0, 1)")  # fmt: skip
-    need(0 < c.lr_gamma <= 1, "lr_gamma must be in (0, 1]")
-    for name in ("crop_prob", "lowres_prob", "photometric_prob"):
-        need(0 <= getattr(c, name) <= 1, f"{name} must be a probability in [0, 1]")
-    need(c.probe == "all" or (isinstance(c.probe, int) and c.probe >= 0), "probe must be an int ≥ 0 or 'all'")
-    need(c.seed >= 0, "seed must be ≥ 0")
-    need(c.device == "auto" or c.device.split(":")[0] in ("cpu", "cuda", "mps"),
-         f"device must be auto, cpu, cuda[:N] or mps, got {c.device!r}")  # fmt: skip
-    need(c.num_workers >= 0, "num_workers must be ≥ 0")
-    need(c.threads is None or c.threads >= 1, "threads must be None or ≥ 1")
-    need(c.stop_after is None or c.stop_after >= 1, "stop_after must be None or ≥ 1")
-    need(bool(c.out), "out must name a run folder")
+#: ``train(config, on_step=f)`` calls ``f(info)`` after every optimisation step (on rank 0) with
+#: ``info = {"step", "total_steps", "epoch", "loss", "images_per_s", "eta_s"}``: the global step (from 1) of
+#: the run's ``total_steps``, its epoch (from 1), the batch's margined loss over all processes, the step's
+#: images per second, and the estimated seconds left.
+OnStep = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -266,214 +90,238 @@ class RunResult:
     checkpoint: Path
     summary: dict[str, Any]
 
+    @classmethod
+    def of(cls, folder: RunFolder, history: list[dict[str, Any]]) -> "RunResult":
+        return cls(run_dir=folder.path, records=folder.records, steps=folder.steps, epochs=folder.epochs,
+                   config=folder.config, checkpoint=folder.checkpoint, summary=dict(history[-1]) if history else {})
+
 
 # ============================================================================ the loop
 
 
-def train(config: TrainConfig) -> RunResult:
-    """Train as ``config`` says; write records, steps, epochs, config and checkpoints under ``config.out``.
+def train(config: TrainConfig, on_step: OnStep | None = None) -> RunResult:
+    """Train as ``config`` says; write records, steps, epochs, config, checkpoints and progress under
+    ``config.out`` (:mod:`adaface_lab.runs`); call ``on_step`` after every step (see :data:`OnStep`).
 
-    Raises KeyboardInterrupt after Ctrl-C or SIGTERM, once the last completed step is checkpointed
-    (``resume=True`` continues from it). Returns a :class:`RunResult`.
+    Raises :class:`~adaface_lab.runs.RunExistsError` when ``config.out`` holds a run and neither ``resume``
+    nor ``overwrite`` is set (nothing is written then), and KeyboardInterrupt after Ctrl-C or SIGTERM, once
+    the last completed step is checkpointed (``resume=True`` continues from it).
     """
     before = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config)
+        return _train(config, on_step)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(cfg: TrainConfig) -> RunResult:
+def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     """The loop itself, top to bottom (see :func:`train`)."""
-    # -------------------------------------------------------------- distributed setup, device
-    ddp = int(os.environ.get("RANK", -1)) != -1 and int(os.environ.get("WORLD_SIZE", 1)) > 1
-    own_group = False
-    if ddp:
-        device = pick_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))
-        use_cuda = device.type == "cuda"
-        if use_cuda:
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            own_group = True
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        device, rank, world = pick_device(cfg.device), 0, 1
-    master = rank == 0
-    show = cfg.progress and master
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = use_amp and amp_dtype == torch.bfloat16  # fp16 would need a GradScaler: left out, fp32 then
-    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
-
-    run_dir = Path(cfg.out)
-    ckpt_path = run_dir / "checkpoint.pt"
-    checkpoint = _load_for_resume(cfg, ckpt_path) if cfg.resume else None
-    if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    # -------------------------------------------------------------- processes, device, run folder
+    env = _Env.setup(cfg)
+    folder = RunFolder(Path(cfg.out))
+    folder.check_writable(resume=cfg.resume, overwrite=cfg.overwrite)  # never replace a run by accident
+    env.barrier()  # every process has looked at the folder before rank 0 writes to it
+    resume = _load_for_resume(cfg, folder) if cfg.resume else None
 
     # -------------------------------------------------------------- data
     input_size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size  # data is made at this size
-    train_set, holdout = _make_datasets(cfg, input_size)
-    data = _TrainData(train_set, cfg, device, show)
-    n_train = len(data)
-    probe_mask = _probe_mask(n_train, cfg.probe, cfg.seed)  # (N,) bool over training positions
-    steps_per_epoch = _steps_per_epoch(n_train, world, cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    milestone_steps = [round(f * total_steps) for f in cfg.lr_milestones]
-    eval_pairs = _make_eval_pairs(cfg, holdout, show) if (master and cfg.eval_each_epoch) else None
-
-    # -------------------------------------------------------------- model, head, optimiser
-    torch.manual_seed(_seed_for(cfg.seed, _STREAM_INIT))
-    backbone = build_backbone(cfg.backbone, **cfg.backbone_params)
-    head = build_head(cfg.head, backbone.embedding_size, data.num_classes, **cfg.head_params,
-                      validate=device.type == "cpu" and not cfg.compile)  # input checks cost a sync per step
-    model = _Model(backbone, head).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    start_epoch, step, history = 1, 0, []
-    if checkpoint is not None:
-        model.backbone.load_state_dict(checkpoint["backbone"])
-        model.head.load_state_dict(checkpoint["head"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch, step, history = checkpoint["epoch"] + 1, checkpoint["step"], list(checkpoint["history"])
-    raw_model = model
-    if ddp:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        model = torch.compile(model)
-    augmenter = _Augmenter(cfg)
-    scorer = _BrisqueScorer(cfg.brisque, data, probe_mask, device, show)
-
-    if master:
-        _write_json(run_dir / "config.json", {**cfg.to_dict(), "run": {  # the config, then what the run found
-            "num_classes": data.num_classes, "num_train_samples": n_train, "num_probe": int(probe_mask.sum()),
-            "input_size": input_size, "world_size": world, "device": str(device), "amp": use_amp,
-            "channels_last": channels_last, "steps_per_epoch": steps_per_epoch,
-            "holdout_labels": list(holdout.labels) if holdout else [], "torch": torch.__version__,
-        }})  # fmt: skip
-        _drop_parts_after(run_dir, start_epoch - 1)  # parts of epochs the checkpoint does not cover
+    train_set, holdout = training_data(cfg, input_size)
+    data = _TrainData(train_set, cfg, env.device, env.show)
+    probe_mask = _probe_mask(len(data), cfg.probe, cfg.seed)  # (N,) bool over training positions
+    steps_per_epoch = _steps_per_epoch(len(data), env.world, cfg.batch_size)
+    schedule = _Schedule.of(cfg, steps_per_epoch * cfg.epochs)
+    eval_pairs = _make_eval_pairs(cfg, holdout, env.show) if (env.master and cfg.eval_each_epoch) else None
+    start_epoch, step, history = (resume.epoch + 1, resume.step, list(resume.history)) if resume else (1, 0, [])
+    progress = _Progress(folder, on_step, env.master, cfg.epochs, steps_per_epoch)
+    if env.master:
+        folder.prepare(overwrite=cfg.overwrite)
+        folder.write_config(_config_record(cfg, env, data, probe_mask, input_size, steps_per_epoch, holdout))
+        folder.drop_parts_after(start_epoch - 1)  # parts of epochs the checkpoint does not cover
+        progress.write("preparing", start_epoch, step)
 
     stop = _StopRequest()
     stop.install()
     try:
+        # ---------------------------------------------------------- model, head, optimiser
+        raw_model, model, optimizer = _build_model(cfg, env, data.num_classes, resume)
+        augmenter = _Augmenter(cfg)
+        recorder = _Recorder(raw_model.head, _BrisqueScorer(cfg.brisque, data, probe_mask, env.device, env.show),
+                             probe_mask, env)  # fmt: skip
+        checkpointer = _Checkpointer(folder.checkpoint, raw_model, optimizer, schedule, cfg, env)
+
         # ---------------------------------------------------------- the loop
+        progress.begin(step)
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
             # Every random stream of this epoch is derived from (seed, epoch, rank): resuming replays it.
-            order, recorded = _epoch_order(n_train, cfg.seed, epoch, rank, world)
-            batches = _batches(order, recorded, cfg.batch_size)
-            aug_gen = torch.Generator().manual_seed(_seed_for(cfg.seed, _STREAM_AUG, epoch, rank))  # on the CPU
-            torch.manual_seed(_seed_for(cfg.seed, _STREAM_MODEL, epoch, rank))  # dropout
-            first, rows, step_rows = 0, [], []
-            if checkpoint is not None and checkpoint["step_in_epoch"] and epoch == start_epoch:
-                first, rows, step_rows = _restore_mid_epoch(checkpoint, rank, world, aug_gen, device)
-            checkpoint = None
-            epoch_start, seen, lr = time.perf_counter(), 0.0, _lr_at(step, cfg.lr, milestone_steps, cfg.lr_gamma)
+            batches = _batches(*_epoch_order(len(data), cfg.seed, epoch, env.rank, env.world), cfg.batch_size)
+            aug_gen = torch.Generator().manual_seed(seed_for(cfg.seed, STREAM_AUG, epoch, env.rank))  # on the CPU
+            torch.manual_seed(seed_for(cfg.seed, STREAM_MODEL, epoch, env.rank))  # dropout
+            first = recorder.start_epoch(epoch, len(batches), aug_gen, resume if epoch == start_epoch else None)
+            lr = schedule.lr_at(step)
             bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                       disable=not show, leave=False, dynamic_ncols=True)  # fmt: skip
-            for k, (images, labels, sample_ids, severity, pos, rec) in enumerate(
-                data.batches(batches[first:]), start=first
-            ):
-                t0 = time.perf_counter()
-                lr = _lr_at(step, cfg.lr, milestone_steps, cfg.lr_gamma)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-
+                       disable=not env.show, leave=False, dynamic_ncols=True)  # fmt: skip
+            for k, batch in enumerate(data.batches(batches[first:]), start=first):
+                started = time.perf_counter()
+                lr = schedule.apply(optimizer, step)
                 # augment on the device (records what it did per sample), then the model's input conversion
-                images, aug = augmenter(images, aug_gen)  # uint8 (B, 3, S, S) RGB
+                images, aug = augmenter(batch.images, aug_gen)  # uint8 (B, 3, S, S) RGB
                 x = preprocess(images, channel_order=cfg.channel_order)  # (B, 3, S, S) float in [-1, 1]
-                if channels_last:
+                if env.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-
-                with torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext():
-                    logits = model(x, labels)  # (B, C) scaled, margined
-                loss = raw_model.head.loss(logits, labels)
+                with env.autocast():
+                    logits = model(x, batch.labels)  # (B, C) scaled, margined
+                loss = raw_model.head.loss(logits, batch.labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
 
-                # per-sample records of the probe samples in this batch
-                with torch.no_grad():
-                    ce = F.cross_entropy(logits.detach().float(), labels, reduction="none")  # (B,)
-                    plain = _plain_logits(logits.detach(), labels, raw_model.head)  # (B, C) margin taken off
-                    ce_plain = F.cross_entropy(plain, labels, reduction="none")  # (B,)
-                    hit = (plain.argmax(1) == labels).float()  # (B,) nearest class is the true one
-                    probe = probe_mask[pos] & rec  # (B,) bool, on the CPU
-                    if probe.any():
-                        rows.append(_probe_rows(raw_model.head, logits, labels, ce, ce_plain, probe, pos,
-                                                sample_ids, severity, aug, images, scorer, epoch, step))  # fmt: skip
-                    stats = torch.stack([ce.sum(), hit.sum(), torch.tensor(float(len(labels)), device=device),
-                                         torch.tensor(float(stop.requested is not None), device=device)])
-                    if ddp:
-                        dist.all_reduce(stats)  # loss and accuracy over all ranks; any rank asked to stop
-                    b_loss, b_acc, b_n, b_stop = (float(v) for v in stats.cpu())
-                diag = raw_model.head.diagnostics
-                dt = time.perf_counter() - t0
-                seen += b_n
-                step_rows.append({
-                    "epoch": epoch, "step": step, "batch": int(b_n), "loss": b_loss / b_n, "acc": b_acc / b_n, "lr": lr,
-                    "batch_mean": float(diag["batch_mean"][0]) if "batch_mean" in diag else math.nan,
-                    "batch_std": float(diag["batch_std"][0]) if "batch_std" in diag else math.nan,
-                    "images_per_s": b_n / dt,
-                })  # fmt: skip
+                done = recorder.step(batch, images, aug, logits, step, lr, started, stop.requested is not None)
                 bar.update(1)
-                bar.set_postfix(loss=f"{b_loss / b_n:.3f}", acc=f"{b_acc / b_n:.3f}", img_s=f"{b_n / dt:.0f}")
-                if b_stop:
+                bar.set_postfix(loss=f"{done.loss:.3f}", acc=f"{done.acc:.3f}", img_s=f"{done.images_per_s:.0f}")
+                progress.step(step, epoch, done)
+                if done.stop:  # Ctrl-C or SIGTERM in some process: checkpoint this step, then stop
                     bar.close()
-                    _save(ckpt_path, raw_model, optimizer, cfg, epoch - 1, step, k + 1, history,
-                          milestone_steps, rows, step_rows, aug_gen, device, ddp, master)  # fmt: skip
-                    if show:
-                        tqdm.write(f"interrupted at step {step} (epoch {epoch}, step {k + 1}/{len(batches)}); "
-                                   f"checkpoint saved to {ckpt_path}; continue with --resume")  # fmt: skip
+                    checkpointer.save_mid_epoch(epoch, step, k + 1, len(batches), history, recorder.rank_states(aug_gen))
                     raise KeyboardInterrupt(stop.requested)
             bar.close()
 
             # ---------------------------------------------------------- end of epoch: files, checkpoint
-            records = _gather_records(rows, ddp, master)
-            elapsed = time.perf_counter() - epoch_start
-            if master:
-                steps_frame = pd.DataFrame(step_rows)
-                n_seen = steps_frame["batch"].sum()
-                summary = {"epoch": epoch, "steps": len(batches),
-                           "loss": float((steps_frame["loss"] * steps_frame["batch"]).sum() / n_seen),
-                           "acc": float((steps_frame["acc"] * steps_frame["batch"]).sum() / n_seen),
-                           "lr": lr, "images_per_s": seen / elapsed, "time_s": elapsed,
-                           **_quick_correlations(records)}  # fmt: skip
+            records, steps_frame, summary = recorder.end_epoch(lr)  # records of every process, on rank 0
+            if env.master:
                 if eval_pairs is not None:
                     summary.update(_evaluate(raw_model.backbone, eval_pairs, cfg.channel_order))
                 history.append(summary)
-                _write_part(run_dir / "records.parquet", epoch, records)
-                _write_part(run_dir / "steps.parquet", epoch, steps_frame)
-                _write_csv(run_dir / "epochs.csv", pd.DataFrame(history))
-                if show:
+                folder.write_epoch(epoch, records, steps_frame, history)
+                if env.show:
                     tqdm.write(_summary_line(summary, cfg.epochs))
-            _save(ckpt_path, raw_model, optimizer, cfg, epoch, step, 0, history, milestone_steps,
-                  None, None, None, device, ddp, master)  # fmt: skip
+            checkpointer.save(epoch, step, history)
             if cfg.stop_after is not None and epoch >= cfg.stop_after:
                 break  # a planned pause: the checkpoint above resumes it
-        if ddp:
-            # every rank leaves together: a rank that tears its gloo group down while rank 0 is still
-            # writing the epoch's files can abort at exit ("terminate called without an active exception")
-            dist.barrier()
+        progress.end("finished" if history and history[-1]["epoch"] == cfg.epochs else "paused")
+        env.barrier()  # every process leaves together (see _Env.barrier)
+    except KeyboardInterrupt:
+        progress.end("stopped")
+        raise
+    except BaseException as e:
+        progress.end("failed", error=f"{type(e).__name__}: {e}")
+        raise
     finally:
         stop.restore()
-        if own_group:
+        env.close()
+
+    return RunResult.of(folder, history)
+
+
+# ============================================================================ processes and device
+
+
+@dataclass
+class _Env:
+    """Where this process trains: DistributedDataParallel when RANK/WORLD_SIZE say so, its device, and the
+    precision and memory format used there."""
+
+    ddp: bool
+    rank: int
+    world: int
+    device: torch.device
+    amp_dtype: torch.dtype | None  #: bf16 autocast on CUDA where supported, else None (fp32)
+    channels_last: bool
+    show: bool  #: progress bars and summaries (rank 0, when asked for)
+    own_group: bool  #: this call started the process group (and ends it)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def setup(cls, cfg: TrainConfig) -> "_Env":
+        ddp = int(os.environ.get("RANK", -1)) != -1 and int(os.environ.get("WORLD_SIZE", 1)) > 1
+        own_group = False
+        if ddp:
+            device = pick_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+                own_group = True
+            rank, world = dist.get_rank(), dist.get_world_size()
+        else:
+            device, rank, world = pick_device(cfg.device), 0, 1
+        # bf16 only: fp16 would need a GradScaler (left out: fp32 then)
+        bf16 = cfg.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+        return cls(ddp, rank, world, device, torch.bfloat16 if bf16 else None, channels_last,
+                   cfg.progress and rank == 0, own_group)  # fmt: skip
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+
+    def wrap(self, model: nn.Module, compile: bool) -> nn.Module:
+        """The model as the loop calls it: DDP-wrapped (one wrapper syncs backbone and head), compiled."""
+        if self.ddp:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(model) if compile else model
+
+    def barrier(self) -> None:
+        """Wait for every process. At the end: a process that tears its gloo group down while rank 0 still
+        writes the epoch's files can abort at exit ("terminate called without an active exception")."""
+        if self.ddp:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.own_group:
             dist.destroy_process_group()
 
-    # -------------------------------------------------------------- result
-    return RunResult(
-        run_dir=run_dir, records=run_dir / "records.parquet", steps=run_dir / "steps.parquet",
-        epochs=run_dir / "epochs.csv", config=run_dir / "config.json", checkpoint=ckpt_path,
-        summary=dict(history[-1]) if history else {},
-    )  # fmt: skip
+
+def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``"auto"``: cuda if available, else mps, else cpu; otherwise the named device (checked).
+
+    ``local_rank`` (a DDP process): the process's own GPU, ``cuda:<local_rank>``, when the choice is
+    CUDA, else the CPU (DDP runs here on CUDA with NCCL or on the CPU with gloo; not on MPS)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            device = torch.device("cuda")
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = torch.device("mps")
+        else:
+            device = torch.device("cpu")
+    else:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for but CUDA is not available here (use --device cpu or auto)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} asked for but MPS is not available here")
+    if local_rank is None:
+        return device
+    return torch.device("cuda", local_rank) if device.type == "cuda" else torch.device("cpu")
+
 
 
 # ============================================================================ model and optimiser
+
+
+def _build_model(cfg: TrainConfig, env: _Env, num_classes: int, resume: TrainingState | None,
+                 ) -> tuple["_Model", nn.Module, torch.optim.Optimizer]:  # fmt: skip
+    """(the model, the model as the loop calls it (DDP, compiled), its SGD optimiser), from a checkpoint
+    when resuming."""
+    torch.manual_seed(seed_for(cfg.seed, STREAM_INIT))
+    backbone = build_backbone(cfg.backbone, **cfg.backbone_params)
+    head = build_head(cfg.head, backbone.embedding_size, num_classes, **cfg.head_params,
+                      validate=env.device.type == "cpu" and not cfg.compile)  # input checks cost a sync per step
+    model = _Model(backbone, head).to(env.device)
+    if env.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+    if resume is not None:
+        model.backbone.load_state_dict(resume.backbone)
+        model.head.load_state_dict(resume.head)
+        optimizer.load_state_dict(resume.optimizer)
+    return model, env.wrap(model, cfg.compile), optimizer
 
 
 class _Model(nn.Module):
@@ -505,41 +353,34 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _lr_at(step: int, base: float, milestone_steps: Sequence[int], gamma: float) -> float:
-    """Multi-step schedule: ``base · gamma^(milestones passed)`` for the optimiser step ``step`` (0-based)."""
-    return base * gamma ** sum(step >= m for m in milestone_steps)
+@dataclass
+class _Schedule:
+    """The multi-step learning rate: ``base_lr · gamma^(milestones passed)``, milestones in optimiser steps."""
+
+    base_lr: float
+    gamma: float
+    milestone_steps: list[int]
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, total_steps: int) -> "_Schedule":
+        return cls(cfg.lr, cfg.lr_gamma, [round(f * total_steps) for f in cfg.lr_milestones])
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the optimiser step ``step`` (0-based)."""
+        return self.base_lr * self.gamma ** sum(step >= m for m in self.milestone_steps)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        lr = self.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "multistep", "milestone_steps": list(self.milestone_steps), "gamma": self.gamma,
+                "base_lr": self.base_lr}  # fmt: skip
 
 
-def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
-    """``"auto"``: cuda if available, else mps, else cpu; otherwise the named device (checked).
-
-    ``local_rank`` (a DDP process): the process's own GPU, ``cuda:<local_rank>``, when the choice is
-    CUDA, else the CPU (DDP runs here on CUDA with NCCL or on the CPU with gloo; not on MPS)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            device = torch.device("cuda")
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = torch.device("mps")
-        else:
-            device = torch.device("cpu")
-    else:
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for but CUDA is not available here (use --device cpu or auto)")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {name!r} asked for but MPS is not available here")
-    if local_rank is None:
-        return device
-    return torch.device("cuda", local_rank) if device.type == "cuda" else torch.device("cpu")
-
-
-# ============================================================================ random streams and order
-
-
-def _seed_for(seed: int, stream: int, *keys: int) -> int:
-    """A 63-bit seed for (seed, stream, *keys): independent streams, the same anywhere."""
-    state = np.random.SeedSequence([int(seed), int(stream), *(int(k) for k in keys)]).generate_state(2, np.uint64)
-    return int(state[0]) & ((1 << 63) - 1)
+# ============================================================================ order of the samples
 
 
 def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
@@ -549,7 +390,7 @@ def _epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> tuple[
     head, then dealt round-robin to the ranks (as DistributedSampler). Padded repeats train but are not
     recorded, so every sample gives exactly one record row per epoch.
     """
-    perm = np.random.default_rng(_seed_for(seed, _STREAM_ORDER, epoch)).permutation(n)
+    perm = np.random.default_rng(seed_for(seed, STREAM_ORDER, epoch)).permutation(n)
     pad = (-n) % world
     full = np.concatenate([perm, perm[:pad]])
     recorded = np.concatenate([np.ones(n, bool), np.zeros(pad, bool)])
@@ -577,7 +418,7 @@ def _probe_mask(n: int, probe: int | str, seed: int) -> torch.Tensor:
     if probe == "all" or int(probe) >= n:
         mask[:] = True
     elif int(probe) > 0:
-        chosen = np.random.default_rng(_seed_for(seed, _STREAM_PROBE)).choice(n, size=int(probe), replace=False)
+        chosen = np.random.default_rng(seed_for(seed, STREAM_PROBE)).choice(n, size=int(probe), replace=False)
         mask[torch.from_numpy(chosen)] = True
     return mask
 
@@ -585,60 +426,16 @@ def _probe_mask(n: int, probe: int | str, seed: int) -> torch.Tensor:
 # ============================================================================ data
 
 
-class _Relabelled(Dataset):
-    """A subset of a data set whose labels are renumbered 0..K-1 (held-out identities removed)."""
+class _Batch(NamedTuple):
+    """One batch: ``images`` uint8 (B, 3, S, S) and ``labels`` (B,) on the device; ``sample_ids`` (B,),
+    ``severity`` (B,) float64, training ``positions`` (B,) and ``recorded`` (B,) bool on the CPU."""
 
-    def __init__(self, base: Dataset, indices: np.ndarray, label_map: dict[int, int]) -> None:
-        self.base, self.indices, self.label_map = base, indices, label_map
-        self.targets = np.array([label_map[int(t)] for t in np.asarray(base.targets)[indices]], dtype=np.int64)
-        self.num_classes = len(label_map)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, dict[str, Any]]:
-        image, label, sample_id, meta = self.base[int(self.indices[i])]
-        return image, self.label_map[int(label)], sample_id, meta
-
-
-@dataclass
-class _Holdout:
-    """Held-out identities: the data set they are in and their labels there."""
-
-    dataset: Dataset
-    labels: list[int]
-
-
-def _make_datasets(cfg: TrainConfig, size: int) -> tuple[Dataset, _Holdout | None]:
-    """The training set (images at ``size``) and the held-out identities for verification."""
-    if cfg.data == "synthetic":
-        from .data.synthetic import SyntheticFaces
-
-        train_set = SyntheticFaces(cfg.num_identities, cfg.images_per_identity, size=size, seed=cfg.seed,
-                                   severity=cfg.severity)  # fmt: skip
-        holdout = None
-        if cfg.holdout_identities:  # further identities of the same generator, never trained on
-            held = SyntheticFaces(cfg.holdout_identities, cfg.images_per_identity, size=size, seed=cfg.seed,
-                                  severity=cfg.severity, first_identity=cfg.num_identities)  # fmt: skip
-            holdout = _Holdout(held, list(range(cfg.holdout_identities)))
-        return train_set, holdout
-
-    from .data.folders import ImageFolderFaces
-
-    root = Path(cfg.data)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root} (give 'synthetic' or a root/<identity>/*.jpg folder)")
-    base = ImageFolderFaces(root, size=size, center_crop=cfg.center_crop)
-    if cfg.holdout_identities == 0:
-        return base, None
-    if base.num_classes - cfg.holdout_identities < 2:
-        raise ValueError(f"{root} has {base.num_classes} identities: too few to hold out {cfg.holdout_identities}")
-    rng = np.random.default_rng(_seed_for(cfg.seed, _STREAM_HOLDOUT))
-    held = sorted(int(c) for c in rng.choice(base.num_classes, cfg.holdout_identities, replace=False))
-    kept = [c for c in range(base.num_classes) if c not in set(held)]
-    targets = np.asarray(base.targets)
-    indices = np.flatnonzero(~np.isin(targets, held))
-    return _Relabelled(base, indices, {c: i for i, c in enumerate(kept)}), _Holdout(base, held)
+    images: torch.Tensor
+    labels: torch.Tensor
+    sample_ids: torch.Tensor
+    severity: torch.Tensor
+    positions: torch.Tensor
+    recorded: torch.Tensor
 
 
 def _collate(batch: list[tuple[torch.Tensor, int, int, dict[str, Any]]]) -> tuple[torch.Tensor, ...]:
@@ -653,8 +450,7 @@ def _collate(batch: list[tuple[torch.Tensor, int, int, dict[str, Any]]]) -> tupl
 class _TrainData:
     """The training samples, preloaded into memory (small sets) or streamed through a DataLoader.
 
-    ``batches(list of (positions, recorded))`` yields, per batch, ``(images uint8 on the device, labels on
-    the device, sample_ids (B,), severity (B,), positions (B,), recorded (B,) bool)``.
+    ``batches(list of (positions, recorded))`` yields a :class:`_Batch` per batch.
     """
 
     def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, show: bool) -> None:
@@ -683,20 +479,20 @@ class _TrainData:
             return self.images[positions.to(self.images.device)]
         return torch.stack([self.dataset[int(i)][0] for i in positions])
 
-    def batches(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[Any, ...]]:
+    def batches(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[_Batch]:
         dev = self.device
         if self.images is not None:
             for pos, rec in batches:
                 p = torch.from_numpy(pos)
-                yield (self.images[p.to(self.images.device)].to(dev), self.labels[p].to(dev), self.sample_ids[p],
-                       self.severity[p], p, torch.from_numpy(rec))  # fmt: skip
+                yield _Batch(self.images[p.to(self.images.device)].to(dev), self.labels[p].to(dev),
+                             self.sample_ids[p], self.severity[p], p, torch.from_numpy(rec))  # fmt: skip
             return
         loader = DataLoader(self.dataset, batch_sampler=[pos.tolist() for pos, _ in batches],
                             num_workers=self.num_workers, collate_fn=_collate,
                             pin_memory=dev.type == "cuda")  # fmt: skip
         for (images, labels, ids, severity), (pos, rec) in zip(loader, batches):
-            yield (images.to(dev, non_blocking=True), labels.to(dev), ids, severity, torch.from_numpy(pos),
-                   torch.from_numpy(rec))  # fmt: skip
+            yield _Batch(images.to(dev, non_blocking=True), labels.to(dev), ids, severity, torch.from_numpy(pos),
+                         torch.from_numpy(rec))  # fmt: skip
 
 
 # ============================================================================ augmentation, BRISQUE, records
@@ -739,8 +535,6 @@ class _BrisqueScorer:
             self.base[chunk] = self._score(data.images_at(chunk).to(device))
 
     def _score(self, images: torch.Tensor) -> torch.Tensor:
-        from .quality import brisque_torch
-
         scores = brisque_torch(images, warn=False).double().cpu()
         self.degenerate += int(scores.isnan().sum())
         return scores
@@ -754,48 +548,165 @@ class _BrisqueScorer:
         return out
 
 
-def _probe_rows(
-    head: nn.Module, logits: torch.Tensor, labels: torch.Tensor, ce: torch.Tensor, ce_plain: torch.Tensor,
-    probe: torch.Tensor, positions: torch.Tensor, sample_ids: torch.Tensor, severity: torch.Tensor,
-    aug: dict[str, torch.Tensor], images: torch.Tensor, scorer: _BrisqueScorer, epoch: int, step: int,
-) -> dict[str, np.ndarray]:
-    """The record columns for the probe samples of one batch (P rows); tensors are (B, ...) on the device."""
-    idx = torch.nonzero(probe).reshape(-1)  # (P,) on the CPU
-    on_dev = idx.to(labels.device)
-    diag = head.diagnostics
-    # (B,) each sample's loss: its cross-entropy plus the batch's auxiliary term (MagFace), as head.loss
-    sample_loss = ce if head.aux_loss is None else ce + head.aux_loss.detach().float()
+@dataclass
+class _StepDone:
+    """What a step gave, over all processes: the batch's mean margined loss and nearest-class accuracy,
+    its images, its images per second, and whether some process was asked to stop."""
 
-    def col(t: torch.Tensor) -> np.ndarray:
-        return t.detach()[on_dev].double().cpu().numpy()
+    loss: float
+    acc: float
+    images: int
+    images_per_s: float
+    stop: bool
 
-    p = len(idx)
-    out: dict[str, np.ndarray] = {
-        "sample_id": sample_ids[idx].numpy().astype(np.int64),
-        "label": labels[on_dev].cpu().numpy().astype(np.int64),
-        "epoch": np.full(p, epoch, np.int64),
-        "step": np.full(p, step, np.int64),
-        "norm": col(diag["norm"]),
-        "p_y": np.exp(-col(ce)),
-        "p_y_plain": np.exp(-col(ce_plain)),
-        "cos_y": col(diag["cos_y"]),
-        "z_hat": col(diag["z_hat"]) if "z_hat" in diag else np.full(p, np.nan),
-        "margin_angle": col(diag["margin_angle"]) if "margin_angle" in diag else np.full(p, np.nan),
-        "margin_add": col(diag["margin_add"]) if "margin_add" in diag else np.full(p, np.nan),
-        "loss": col(sample_loss),
-    }
-    untouched = ~(aug["crop_applied"].bool() | aug["resize_applied"].bool() | aug["photo_applied"].bool())
-    brisque = scorer(images[on_dev], positions[idx], untouched[idx.to(untouched.device)].cpu()).numpy()
-    out["brisque"] = brisque
-    out["quality"] = 1.0 - brisque / 100.0
-    out["severity"] = severity[idx].numpy().astype(np.float64)
-    for name, values in aug.items():
-        v = values[idx.to(values.device)].cpu()
-        out[name] = v.numpy() if v.dtype == torch.bool or not v.is_floating_point() else v.double().numpy()
-    for name in ("margin_mult", "t", "regularizer"):  # head-specific extras
-        if name in diag:
-            out[name] = col(diag[name])
-    return out
+
+class _Recorder:
+    """The per-step side work of the loop: the probe samples' record rows, the step's row (loss, accuracy,
+    lr, μ_z/σ_z, images/s), the sums over DDP processes, and an epoch's records gathered on rank 0.
+
+    A mid-epoch checkpoint holds each process's rows so far (:meth:`rank_states`), so a resumed epoch
+    writes the rows an uninterrupted one would.
+    """
+
+    def __init__(self, head: nn.Module, scorer: _BrisqueScorer, probe_mask: torch.Tensor, env: _Env) -> None:
+        self.head, self.scorer, self.probe_mask, self.env = head, scorer, probe_mask, env
+        self.epoch, self.n_steps, self.seen, self.started = 0, 0, 0.0, 0.0
+        self.rows: list[dict[str, np.ndarray]] = []
+        self.step_rows: list[dict[str, Any]] = []
+
+    def start_epoch(self, epoch: int, n_steps: int, aug_gen: torch.Generator, resume: TrainingState | None) -> int:
+        """Begin ``epoch`` (``n_steps`` steps); inside it when ``resume`` was saved mid-epoch (its RNG states
+        and rows restored). Returns the index of the first step to run."""
+        self.epoch, self.n_steps, self.rows, self.step_rows, first = epoch, n_steps, [], [], 0
+        if resume is not None and resume.step_in_epoch:
+            first = self._restore(resume, aug_gen)
+        self.seen, self.started = 0.0, time.perf_counter()
+        return first
+
+    def step(self, batch: _Batch, images: torch.Tensor, aug: dict[str, torch.Tensor], logits: torch.Tensor,
+             step: int, lr: float, started: float, stop_requested: bool) -> _StepDone:  # fmt: skip
+        """Record the step ``step`` that began at ``started`` (perf_counter); ``images`` as the network saw
+        them, ``aug`` what the augmentation did, ``logits`` (B, C) the head's output."""
+        labels, device = batch.labels, batch.labels.device
+        with torch.no_grad():
+            ce = F.cross_entropy(logits.detach().float(), labels, reduction="none")  # (B,)
+            plain = _plain_logits(logits.detach(), labels, self.head)  # (B, C) margin taken off
+            ce_plain = F.cross_entropy(plain, labels, reduction="none")  # (B,)
+            hit = (plain.argmax(1) == labels).float()  # (B,) nearest class is the true one
+            probe = self.probe_mask[batch.positions] & batch.recorded  # (B,) bool, on the CPU
+            if probe.any():
+                self.rows.append(self._probe_rows(probe, batch, images, aug, ce, ce_plain, step))
+            stats = torch.stack([ce.sum(), hit.sum(), torch.tensor(float(len(labels)), device=device),
+                                 torch.tensor(float(stop_requested), device=device)])  # fmt: skip
+            if self.env.ddp:
+                dist.all_reduce(stats)  # loss and accuracy over all processes; any process asked to stop
+            loss, acc, n, stop = (float(v) for v in stats.cpu())
+        diag = self.head.diagnostics
+        done = _StepDone(loss / n, acc / n, int(n), n / (time.perf_counter() - started), bool(stop))
+        self.seen += n
+        self.step_rows.append({
+            "epoch": self.epoch, "step": step, "batch": done.images, "loss": done.loss, "acc": done.acc, "lr": lr,
+            "batch_mean": float(diag["batch_mean"][0]) if "batch_mean" in diag else math.nan,
+            "batch_std": float(diag["batch_std"][0]) if "batch_std" in diag else math.nan,
+            "images_per_s": done.images_per_s,
+        })  # fmt: skip
+        return done
+
+    def _probe_rows(self, probe: torch.Tensor, batch: _Batch, images: torch.Tensor, aug: dict[str, torch.Tensor],
+                    ce: torch.Tensor, ce_plain: torch.Tensor, step: int) -> dict[str, np.ndarray]:  # fmt: skip
+        """The record columns (:data:`adaface_lab.runs.RECORD_COLUMNS`) of the batch's P probe samples."""
+        idx = torch.nonzero(probe).reshape(-1)  # (P,) on the CPU
+        on_dev = idx.to(batch.labels.device)
+        diag = self.head.diagnostics
+        # (B,) each sample's loss: its cross-entropy plus the batch's auxiliary term (MagFace), as head.loss
+        sample_loss = ce if self.head.aux_loss is None else ce + self.head.aux_loss.detach().float()
+
+        def col(t: torch.Tensor) -> np.ndarray:
+            return t.detach()[on_dev].double().cpu().numpy()
+
+        def optional(name: str) -> np.ndarray:
+            return col(diag[name]) if name in diag else np.full(len(idx), np.nan)
+
+        untouched = ~(aug["crop_applied"].bool() | aug["resize_applied"].bool() | aug["photo_applied"].bool())
+        brisque = self.scorer(images[on_dev], batch.positions[idx], untouched[idx.to(untouched.device)].cpu()).numpy()
+        out: dict[str, np.ndarray] = {
+            "sample_id": batch.sample_ids[idx].numpy().astype(np.int64),
+            "label": batch.labels[on_dev].cpu().numpy().astype(np.int64),
+            "epoch": np.full(len(idx), self.epoch, np.int64),
+            "step": np.full(len(idx), step, np.int64),
+            "norm": col(diag["norm"]),
+            "p_y": np.exp(-col(ce)),
+            "p_y_plain": np.exp(-col(ce_plain)),
+            "cos_y": col(diag["cos_y"]),
+            "z_hat": optional("z_hat"),
+            "margin_angle": optional("margin_angle"),
+            "margin_add": optional("margin_add"),
+            "loss": col(sample_loss),
+            "brisque": brisque,
+            "quality": quality_from_brisque(brisque),
+            "severity": batch.severity[idx].numpy().astype(np.float64),
+        }
+        for name, values in aug.items():
+            v = values[idx.to(values.device)].cpu()
+            out[name] = v.numpy() if v.dtype == torch.bool or not v.is_floating_point() else v.double().numpy()
+        for name in HEAD_EXTRA_COLUMNS:
+            if name in diag:
+                out[name] = col(diag[name])
+        return out
+
+    def end_epoch(self, lr: float) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any] | None]:
+        """(the epoch's records of every process, sorted by sample id; its steps; its ``epochs.csv`` row).
+        Steps and row are None outside rank 0, records partial there. Every process must call this."""
+        records = _concat_rows(self.rows)
+        if self.env.ddp:
+            parts: list[Any] = [None] * self.env.world if self.env.master else []
+            dist.gather_object(records, parts if self.env.master else None, dst=0)
+            if self.env.master:  # processes without probe rows this epoch send an empty frame: leave those out
+                records = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+        records = records.sort_values("sample_id", kind="stable").reset_index(drop=True)
+        if not self.env.master:
+            return records, None, None
+        elapsed = time.perf_counter() - self.started
+        steps = pd.DataFrame(self.step_rows)
+        n = steps["batch"].sum()
+        summary = {"epoch": self.epoch, "steps": self.n_steps,
+                   "loss": float((steps["loss"] * steps["batch"]).sum() / n),
+                   "acc": float((steps["acc"] * steps["batch"]).sum() / n),
+                   "lr": lr, "images_per_s": self.seen / elapsed, "time_s": elapsed,
+                   **quality_correlations(records)}  # fmt: skip
+        return records, steps, summary
+
+    def rank_states(self, aug_gen: torch.Generator) -> list[dict[str, Any]]:
+        """Every process's mid-epoch state (RNG states, the epoch's rows so far), on rank 0 (one entry per
+        process, in rank order); empty elsewhere. Every process must call this."""
+        columns = {k: np.concatenate([r[k] for r in self.rows]) for k in self.rows[0]} if self.rows else {}
+        state: dict[str, Any] = {
+            "torch_rng": torch.get_rng_state(),
+            "aug_rng": aug_gen.get_state(),
+            "rows": {k: torch.from_numpy(v) for k, v in columns.items()},
+            "step_rows": list(self.step_rows),
+        }
+        if self.env.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.env.device)
+        if not self.env.ddp:
+            return [state]
+        gathered: list[Any] = [None] * self.env.world if self.env.master else []
+        dist.gather_object(state, gathered if self.env.master else None, dst=0)
+        return gathered if self.env.master else []
+
+    def _restore(self, checkpoint: TrainingState, aug_gen: torch.Generator) -> int:
+        """Continue inside an epoch: this process's RNG states and rows; returns the next step's index."""
+        if checkpoint.world_size != self.env.world:
+            raise ValueError(f"the checkpoint was written mid-epoch by {checkpoint.world_size} processes; "
+                             f"resume it with the same number (now {self.env.world})")  # fmt: skip
+        state = checkpoint.ranks[self.env.rank]
+        torch.set_rng_state(state["torch_rng"])
+        aug_gen.set_state(state["aug_rng"])
+        if self.env.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.env.device)
+        self.rows = [{k: v.numpy() for k, v in state["rows"].items()}] if state["rows"] else []
+        self.step_rows = list(state["step_rows"])
+        return int(checkpoint.step_in_epoch)
 
 
 def _concat_rows(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
@@ -804,45 +715,26 @@ def _concat_rows(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
 
 
-def _gather_records(rows: list[dict[str, np.ndarray]], ddp: bool, master: bool) -> pd.DataFrame:
-    """This epoch's record rows of every rank, on rank 0, sorted by sample id."""
-    frame = _concat_rows(rows)
-    if ddp:
-        parts: list[Any] = [None] * dist.get_world_size() if master else []
-        dist.gather_object(frame, parts if master else None, dst=0)
-        if master:  # ranks without probe rows this epoch send an empty frame: leave those out
-            frame = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-    return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
-
-
-def _quick_correlations(records: pd.DataFrame) -> dict[str, float]:
-    """Pearson r of ‖z‖ and P_y with quality (1 − severity where known, else 1 − BRISQUE/100)."""
-    nan = np.full(len(records), np.nan)
-    qualities = {"severity": 1.0 - records.get("severity", nan), "brisque": records.get("quality", nan)}
-    out: dict[str, float] = {}
-    for qname, q in qualities.items():
-        for feature in ("norm", "p_y"):
-            x, y = np.asarray(records.get(feature, nan), np.float64), np.asarray(q, np.float64)
-            ok = np.isfinite(x) & np.isfinite(y)
-            varies = ok.sum() > 2 and x[ok].std() > 0 and y[ok].std() > 0
-            out[f"r_{feature}_q{qname}"] = float(np.corrcoef(x[ok], y[ok])[0, 1]) if varies else math.nan
-    return out
+def _config_record(cfg: TrainConfig, env: _Env, data: _TrainData, probe_mask: torch.Tensor, input_size: int,
+                   steps_per_epoch: int, holdout: HeldOut | None) -> dict[str, Any]:  # fmt: skip
+    """What ``config.json`` holds: the config, then under ``"run"`` what the run found."""
+    return {**cfg.to_dict(), "run": {
+        "num_classes": data.num_classes, "num_train_samples": len(data), "num_probe": int(probe_mask.sum()),
+        "input_size": input_size, "world_size": env.world, "device": str(env.device),
+        "amp": env.amp_dtype is not None, "channels_last": env.channels_last, "steps_per_epoch": steps_per_epoch,
+        "holdout_labels": list(holdout.labels) if holdout else [], "torch": torch.__version__,
+    }}  # fmt: skip
 
 
 # ============================================================================ held-out verification
 
 
-def _make_eval_pairs(cfg: TrainConfig, holdout: _Holdout | None, show: bool) -> tuple[Any, ...] | None:
+def _make_eval_pairs(cfg: TrainConfig, holdout: HeldOut | None, show: bool) -> tuple[Any, ...] | None:
     """Pairs from the held-out identities and their decoded images, or None (no holdout, or too few
     same-identity pairs in it)."""
-    if holdout is None:
+    if holdout is None or min(cfg.eval_pairs, holdout.max_pairs) < 20:
         return None
-    sizes = np.bincount(np.asarray(holdout.dataset.targets)[np.isin(holdout.dataset.targets, holdout.labels)])
-    possible_same = int(sum(k * (k - 1) // 2 for k in sizes))
-    n_pairs = min(cfg.eval_pairs, 2 * possible_same)
-    if n_pairs < 20:
-        return None
-    pairs = pairs_from_identities(holdout.dataset, holdout.labels, n_pairs=n_pairs, seed=cfg.seed)
+    pairs = holdout.pairs(cfg.eval_pairs, cfg.seed)
     return pairs, pairs.load_images(progress=show)
 
 
@@ -857,36 +749,6 @@ def _evaluate(backbone: nn.Module, eval_pairs: tuple[Any, ...], channel_order: s
     return out
 
 
-# ============================================================================ files and checkpoints
-
-
-def _write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:
-    """Call ``write(tmp_path)`` then move the temp file onto ``path`` (readers never see half a file)."""
-    with atomic_path(path, suffix=suffix) as tmp:
-        write(str(tmp))
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n"))
-
-
-def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    _write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def _write_part(folder: Path, epoch: int, frame: pd.DataFrame) -> None:
-    """One part file of a Parquet dataset folder (hidden temp names are skipped by readers)."""
-    _write_atomic(folder / f"epoch_{epoch:04d}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
-
-
-def _drop_parts_after(run_dir: Path, epoch: int) -> None:
-    """Delete part files of epochs after ``epoch`` (left by a run killed between records and checkpoint)."""
-    for folder in (run_dir / "records.parquet", run_dir / "steps.parquet"):
-        for part in folder.glob("epoch_*.parquet") if folder.is_dir() else []:
-            if int(part.stem.split("_")[1]) > epoch:
-                part.unlink()
-
-
 def _summary_line(s: dict[str, Any], epochs: int) -> str:
     line = (f"epoch {s['epoch']}/{epochs} | loss {s['loss']:.3f} | acc {s['acc']:.3f} | "
             f"{s['images_per_s']:.0f} img/s | {s['time_s']:.0f} s | lr {s['lr']:.3g}")  # fmt: skip
@@ -897,88 +759,95 @@ def _summary_line(s: dict[str, Any], epochs: int) -> str:
     return line
 
 
-def _rank_state(rows: list[dict[str, np.ndarray]] | None, step_rows: list[dict[str, Any]] | None,
-                aug_gen: torch.Generator | None, device: torch.device) -> dict[str, Any]:
-    """This rank's mid-epoch state: RNG states and the epoch's rows so far (tensors and plain types)."""
-    columns = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]} if rows else {}
-    state: dict[str, Any] = {
-        "torch_rng": torch.get_rng_state(),
-        "aug_rng": aug_gen.get_state() if aug_gen is not None else torch.empty(0, dtype=torch.uint8),
-        "rows": {k: torch.from_numpy(v) for k, v in columns.items()},
-        "step_rows": list(step_rows or []),
-    }
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
-    return state
+# ============================================================================ checkpoints, progress, stopping
 
 
-def _save(
-    path: Path, model: _Model, optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int, step: int,
-    step_in_epoch: int, history: list[dict[str, Any]], milestone_steps: list[int],
-    rows: list[dict[str, np.ndarray]] | None, step_rows: list[dict[str, Any]] | None,
-    aug_gen: torch.Generator | None, device: torch.device, ddp: bool, master: bool,
-) -> None:
-    """Checkpoint after ``epoch`` complete epochs plus ``step_in_epoch`` steps of the next (atomic)."""
-    ranks = [_rank_state(rows, step_rows, aug_gen, device)] if step_in_epoch else []
-    if ddp and step_in_epoch:
-        gathered: list[Any] = [None] * dist.get_world_size() if master else []
-        dist.gather_object(ranks[0], gathered if master else None, dst=0)
-        ranks = gathered if master else ranks
-    if not master:
-        return
-    save_checkpoint({
-        "format": _CHECKPOINT_FORMAT,
-        "backbone": model.backbone.state_dict(),
-        "head": model.head.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": {"kind": "multistep", "milestone_steps": list(milestone_steps), "gamma": cfg.lr_gamma,
-                      "base_lr": cfg.lr},  # fmt: skip
-        "epoch": int(epoch),
-        "step": int(step),
-        "step_in_epoch": int(step_in_epoch),
-        "world_size": dist.get_world_size() if ddp else 1,
-        "ranks": ranks,
-        "history": [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in h.items()}
-                    for h in history],  # fmt: skip
-        "config": cfg.to_dict(),
-    }, path)
+class _Checkpointer:
+    """Writes ``checkpoint.pt`` (a :class:`~adaface_lab.runs.TrainingState`) from rank 0."""
+
+    def __init__(self, path: Path, model: _Model, optimizer: torch.optim.Optimizer, schedule: _Schedule,
+                 cfg: TrainConfig, env: _Env) -> None:  # fmt: skip
+        self.path, self.model, self.optimizer, self.schedule, self.cfg, self.env = (
+            path, model, optimizer, schedule, cfg, env)
+
+    def save(self, epoch: int, step: int, history: list[dict[str, Any]], step_in_epoch: int = 0,
+             ranks: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+        """After ``epoch`` complete epochs plus ``step_in_epoch`` steps of the next (atomic)."""
+        if not self.env.master:
+            return
+        TrainingState(
+            backbone=self.model.backbone.state_dict(), head=self.model.head.state_dict(),
+            optimizer=self.optimizer.state_dict(), scheduler=self.schedule.to_dict(), epoch=int(epoch),
+            step=int(step), config=self.cfg.to_dict(), step_in_epoch=int(step_in_epoch), world_size=self.env.world,
+            ranks=list(ranks or []),
+            history=[{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in h.items()}
+                     for h in history],
+        ).save(self.path)  # fmt: skip
+
+    def save_mid_epoch(self, epoch: int, step: int, done_in_epoch: int, n_steps: int, history: list[dict[str, Any]],
+                       ranks: list[dict[str, Any]]) -> None:  # fmt: skip
+        """After ``done_in_epoch`` of the ``n_steps`` steps of ``epoch``, when interrupted; says so."""
+        self.save(epoch - 1, step, history, step_in_epoch=done_in_epoch, ranks=ranks)
+        if self.env.show:
+            tqdm.write(f"interrupted at step {step} (epoch {epoch}, step {done_in_epoch}/{n_steps}); "
+                       f"checkpoint saved to {self.path}; continue with --resume")  # fmt: skip
 
 
-def load_run_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a run's ``checkpoint.pt`` weights-only; raises ValueError when it is not one of ours."""
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a training checkpoint of adaface_lab.train")
-    return state
-
-
-def _load_for_resume(cfg: TrainConfig, path: Path) -> dict[str, Any]:
+def _load_for_resume(cfg: TrainConfig, folder: RunFolder) -> TrainingState:
     """The checkpoint to resume from, after checking that it belongs to the same run settings."""
-    if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume: {path} does not exist (drop --resume to start the run)")
-    state = load_run_checkpoint(path)
-    saved, now = state["config"], cfg.to_dict()
+    if not folder.checkpoint.is_file():
+        raise FileNotFoundError(f"nothing to resume: {folder.checkpoint} does not exist (drop --resume to start the run)")
+    state = TrainingState.load(folder.checkpoint)
+    saved, now = state.config, cfg.to_dict()
     differ = [k for k in now if k not in TrainConfig.RUNTIME_FIELDS and saved.get(k) != now[k]]
     if differ:
         details = ", ".join(f"{k}: {saved.get(k)!r} in the run, {now[k]!r} now" for k in differ)
-        raise ValueError(f"cannot resume {path.parent}: settings differ ({details})")
+        raise ValueError(f"cannot resume {folder.path}: settings differ ({details})")
     return state
 
 
-def _restore_mid_epoch(
-    checkpoint: dict[str, Any], rank: int, world: int, aug_gen: torch.Generator, device: torch.device
-) -> tuple[int, list[dict[str, np.ndarray]], list[dict[str, Any]]]:
-    """Continue inside an epoch: restore this rank's RNG states and the rows recorded so far."""
-    if checkpoint["world_size"] != world:
-        raise ValueError(f"the checkpoint was written mid-epoch by {checkpoint['world_size']} processes; "
-                         f"resume it with the same number (now {world})")  # fmt: skip
-    state = checkpoint["ranks"][rank]
-    torch.set_rng_state(state["torch_rng"])
-    aug_gen.set_state(state["aug_rng"])
-    if device.type == "cuda" and "cuda_rng" in state:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
-    rows = [{k: v.numpy() for k, v in state["rows"].items()}] if state["rows"] else []
-    return int(checkpoint["step_in_epoch"]), rows, list(state["step_rows"])
+class _Progress:
+    """Where the run is: ``on_step`` after every step, and ``progress.json`` (at most every ``interval``
+    seconds while running, and at every change of state). Rank 0 only; a no-op elsewhere."""
+
+    def __init__(self, folder: RunFolder, on_step: OnStep | None, active: bool, epochs: int, steps_per_epoch: int,
+                 interval: float = 0.5) -> None:  # fmt: skip
+        self.folder, self.on_step, self.active, self.interval = folder, on_step, active, interval
+        self.last = Progress("preparing", epochs=epochs, total_steps=epochs * steps_per_epoch,
+                             steps_per_epoch=steps_per_epoch)  # fmt: skip
+        self.t0, self.step0, self.written = time.monotonic(), 0, -math.inf
+
+    def write(self, state: str, epoch: int, step: int) -> None:
+        self.last.epoch, self.last.step = epoch, step
+        self._write(state)
+
+    def begin(self, step: int) -> None:
+        """The loop starts at global step ``step`` (the ETA counts from here)."""
+        self.t0, self.step0 = time.monotonic(), step
+
+    def step(self, step: int, epoch: int, done: _StepDone) -> None:
+        if not self.active:
+            return
+        now, last = time.monotonic(), self.last
+        eta = (last.total_steps - step) * (now - self.t0) / max(step - self.step0, 1)
+        last.epoch, last.step, last.loss, last.images_per_s, last.eta_s = epoch, step, done.loss, done.images_per_s, eta
+        if self.on_step is not None:
+            self.on_step({"step": step, "total_steps": last.total_steps, "epoch": epoch, "loss": done.loss,
+                          "images_per_s": done.images_per_s, "eta_s": eta})  # fmt: skip
+        if now - self.written >= self.interval or step == last.total_steps:
+            self._write("running")
+            self.written = now
+
+    def end(self, state: str, error: str | None = None) -> None:
+        self.last.error = error
+        if state == "finished":
+            self.last.eta_s = 0.0
+        self._write(state)
+
+    def _write(self, state: str) -> None:
+        if self.active and self.folder.path.is_dir():
+            self.last.state, self.last.updated = state, time.time()  # type: ignore[assignment]
+            self.folder.write_progress(self.last)
 
 
 class _StopRequest:

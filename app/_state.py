@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import streamlit as st
 
-Kind = Literal["float", "int", "bool", "choice", "multi"]
+Kind = Literal["float", "int", "bool", "choice", "multi", "text"]
 _STORE = "_lab_state"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -66,6 +66,8 @@ class Param:
             return True if low in _TRUE else False if low in _FALSE else self.default
         if self.kind == "choice":
             return raw if raw in self.choices else self.default
+        if self.kind == "text":
+            return raw
         if self.kind == "multi":
             picked = [c for c in dict.fromkeys(raw.split(",")) if c in self.choices]
             return picked if picked or raw == "" else list(self.default)
@@ -116,6 +118,8 @@ class Param:
                                     format=self.fmt, **common)
         if self.kind == "bool":
             return container.toggle(self.label, **common)
+        if self.kind == "text":
+            return container.text_input(self.label, **common)
         def fmt(choice: str) -> str:
             return self.labels.get(choice, choice)
 
@@ -172,6 +176,12 @@ def fragment_reruns(reads: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, 
         for key in keys:
             out[key] = (*out.get(key, ()), fragment)
     return out
+
+
+def set_value(key: str, new: Any) -> None:
+    """Set parameter ``key`` in the shared store; its widget shows it from the next run of the page
+    (Streamlit forbids changing a drawn widget's value within the run that drew it)."""
+    _store()[key] = new
 
 
 def sync_url(params: Sequence[Param]) -> None:

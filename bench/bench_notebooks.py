@@ -4,7 +4,7 @@ Why the notebooks add a static PNG beside each figure only in full mode: the PNG
 Chromium (``adaface_lab.plots.static_image``), which costs seconds per figure against milliseconds to
 build it. Measured side by side in one run on the same figure. With ``--run`` every notebook is
 executed headless in small mode (papermill, the test suite's settings) and its wall time printed; a
-run folder the notebooks train is cached (``adaface_lab.notebook_runs``), so ``--cold`` points the
+run folder the notebooks train is cached (``adaface_lab.runs.get_or_train``), so ``--cold`` points the
 cache at an empty temporary folder to time training too.
 
     python bench/bench_notebooks.py                 # PNG export against figure building

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,11 +14,11 @@ from adaface_lab.analysis import (
     ema_start_weight,
     histogram_by_epoch,
     least_squares,
-    load_run,
     margin_distribution,
     means_by_bin,
     norm_growth,
     pick_images_along_norm,
+    quality_correlations,
     sign_check,
     trajectories,
     with_quality_columns,
@@ -28,43 +26,9 @@ from adaface_lab.analysis import (
     z_hat_from_steps,
 )
 from adaface_lab.margins import adaface_z_hat
+from tests.fake_runs import fake_records as make_records
 
 from . import formulas
-
-
-def make_records(n: int = 400, epochs: int = 5, sign: float = 1.0, seed: int = 0) -> pd.DataFrame:
-    """Records in the training loop's schema where norm = a_e·quality + noise (a_e grows with epoch)
-    and P_y depends on quality only weakly. ``sign=-1`` reverses the norm–quality relation."""
-    rng = np.random.default_rng(seed)
-    severity = rng.beta(1.2, 2.5, n)
-    true_q = 1.0 - severity
-    brisque = 100.0 * (1.0 - true_q) + rng.normal(0, 8, n)  # BRISQUE tracks severity, with noise
-    frames = []
-    for e in range(epochs):
-        a = 4.0 * (e + 1)
-        norm = 20.0 + sign * a * true_q + rng.normal(0, 2.0, n)
-        logit = 0.5 * true_q + rng.normal(0, 1.0, n) + 0.3 * e
-        z_hat = formulas.z_hat(norm, norm.mean(), norm.std(), 0.333)
-        g_angle, g_add = formulas.adaface_terms(z_hat, 0.4)
-        frames.append(pd.DataFrame({
-            "sample_id": np.arange(n) * 3 + 7,  # ids need not be 0..n-1
-            "label": np.arange(n) % 17,
-            "epoch": e + 1,  # epochs need not start at 0
-            "step": (e + 1) * 50,
-            "norm": norm,
-            "p_y": 1.0 / (1.0 + np.exp(-logit)),
-            "cos_y": np.tanh(logit),
-            "z_hat": z_hat,
-            "margin_angle": g_angle,
-            "margin_add": g_add,
-            "loss": rng.uniform(0, 5, n),
-            "brisque": brisque,
-            "severity": severity,
-            "crop_applied": rng.uniform(size=n) < 0.2,
-        }))
-    rec = pd.concat(frames, ignore_index=True)
-    rec.loc[rng.choice(len(rec), 25, replace=False), "brisque"] = np.nan  # a few unscored images
-    return rec
 
 
 # --------------------------------------------------------------------------- correlations
@@ -222,42 +186,6 @@ def test_sign_check_says_matches_reversed_or_unclear() -> None:
     assert sign_check(flat).verdict == "unclear"
 
 
-# --------------------------------------------------------------------------- loading a run
-
-
-def test_load_run_reads_a_dataset_folder_and_errors_clearly(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="run folder not found"):
-        load_run(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no records.parquet"):
-        load_run(tmp_path / "empty")
-
-    run_dir = tmp_path / "run"
-    (run_dir / "records.parquet").mkdir(parents=True)
-    rec = make_records(n=40, epochs=2)
-    for e, part in rec.groupby("epoch"):  # one part file per epoch, as a flushing loop writes them
-        part.to_parquet(run_dir / "records.parquet" / f"epoch-{e:04d}.parquet")
-    pd.DataFrame({"epoch": [1, 1, 2], "step": [0, 1, 2], "loss": [3.0, 2.0, 1.0]}).to_parquet(run_dir / "steps.parquet")
-    pd.DataFrame({"epoch": [1, 2], "loss": [2.5, 1.0], "acc": [0.1, 0.4]}).to_csv(run_dir / "epochs.csv", index=False)
-    (run_dir / "config.json").write_text(json.dumps({"head": "adaface", "epochs": 2}))
-    run = load_run(run_dir)
-    assert len(run.records) == 80 and run.recorded_epochs == [1, 2]
-    np.testing.assert_allclose(run.records["quality"], formulas.quality(run.records["brisque"]))
-    assert {"severity_quality", "crop_applied"} <= set(run.records.columns)
-    assert run.config["head"] == "adaface" and len(run.steps) == 3 and list(run.epochs["acc"]) == [0.1, 0.4]
-
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    rec.iloc[:0].to_parquet(bare / "records.parquet")
-    with pytest.raises(ValueError, match="no rows"):
-        load_run(bare)
-    rec.drop(columns=["p_y"]).to_parquet(bare / "records.parquet")
-    with pytest.raises(ValueError, match="p_y"):
-        load_run(bare)
-    (run_dir / "steps.parquet").unlink()  # optional files absent -> empty frames
-    assert len(load_run(run_dir).steps) == 0
-
-
 def test_tiny_but_varying_probabilities_still_correlate():
     """Early in a run with s = 64 the margined P_y is ~1e-15 yet varies; r must not be NaN."""
     rng = np.random.default_rng(0)
@@ -269,6 +197,24 @@ def test_tiny_but_varying_probabilities_still_correlate():
     assert out["r_p_y"].iloc[0] == pytest.approx(stats.pearsonr(p_y, q)[0], rel=1e-6)
     constant = frame.assign(p_y=1e-15)
     assert np.isnan(correlation_by_epoch(constant)["r_p_y"].iloc[0])
+
+
+def test_quality_correlations_of_one_epoch_are_pearson_over_its_rows():
+    """The numbers epochs.csv holds: Pearson r over the finite rows, by correlation_by_epoch's own rules."""
+    rec = make_records(n=300, epochs=1)
+    out = quality_correlations(rec)
+    assert list(out) == ["r_norm_qseverity", "r_p_y_qseverity", "r_norm_qbrisque", "r_p_y_qbrisque"]
+    scored = rec[rec["brisque"].notna()]
+    assert out["r_norm_qbrisque"] == pytest.approx(stats.pearsonr(scored["norm"], formulas.quality(scored["brisque"]))[0])
+    assert out["r_p_y_qseverity"] == pytest.approx(stats.pearsonr(rec["p_y"], 1 - rec["severity"])[0])
+    # real data (no severity) and no records at all: NaN, not an error
+    real = quality_correlations(rec.assign(severity=np.nan))
+    assert np.isnan(real["r_norm_qseverity"]) and real["r_norm_qbrisque"] == out["r_norm_qbrisque"]
+    assert all(np.isnan(v) for v in quality_correlations(rec.iloc[:0]).values())
+    # a P_y that saturated at 1 up to rounding is constant: r is undefined, as on the app's page
+    saturated = rec.assign(p_y=np.where(np.arange(len(rec)) % 2, 1.0, np.nextafter(1.0, 0.0)))
+    assert np.isnan(quality_correlations(saturated)["r_p_y_qbrisque"])
+    assert np.isnan(correlation_by_epoch(saturated)["r_p_y"].iloc[0])
 
 
 # --------------------------------------------------------------------------- what the notebooks compute
@@ -327,14 +273,14 @@ def test_means_by_bin_equal_masks_written_out_by_hand() -> None:
 
 
 def test_z_hat_from_steps_uses_the_ema_of_each_records_step() -> None:
-    rec = make_records(n=40, epochs=3)  # steps 50, 100, 150
-    ema = {50: (18.0, 60.0), 100: (22.0, 9.0), 150: (30.0, 4.0)}
+    rec = make_records(n=40, epochs=3)  # one step per epoch
+    ema = dict(zip(sorted(rec["step"].unique()), [(18.0, 60.0), (22.0, 9.0), (30.0, 4.0)]))
     steps = pd.DataFrame([{"step": k, "batch_mean": m, "batch_std": s} for k, (m, s) in ema.items()])
     out = z_hat_from_steps(rec, steps, h=0.333)
     for r, z in zip(rec.itertuples(), out):
         mean, std = ema[r.step]
         assert z == pytest.approx(float(adaface_z_hat(np.array(r.norm), mean, std, 0.333)))
-    assert np.isnan(z_hat_from_steps(rec.assign(step=75), steps, h=0.333)).all()  # a step never logged
+    assert np.isnan(z_hat_from_steps(rec.assign(step=max(ema) + 1), steps, h=0.333)).all()  # a step never logged
 
 
 def test_ema_start_weight_equals_the_recursion_run_by_hand() -> None:

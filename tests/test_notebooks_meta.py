@@ -1,6 +1,6 @@
 """The teaching notebooks' shape (without running them: pytest --nbval-lax notebooks/ does that), the
-run cache they share (adaface_lab.notebook_runs), their figure display (adaface_lab.notebook_display) and
-the headless renderer (adaface_lab.reports)."""
+run cache they share (adaface_lab.runs.get_or_train), their figure display (adaface_lab.notebook_display)
+and the headless renderer (adaface_lab.reports)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import nbformat
 import plotly.graph_objects as go
 import pytest
 
-from adaface_lab import notebook_display, notebook_runs, reports
+from adaface_lab import notebook_display, reports, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -123,24 +123,24 @@ def test_links_to_the_library_point_at_existing_files(name: str) -> None:
 
 
 def test_run_key_depends_on_recorded_settings_not_on_runtime_ones() -> None:
-    small = notebook_runs.notebook_config("small")
-    assert notebook_runs.run_key(small) == notebook_runs.run_key(
-        notebook_runs.notebook_config("small", device="cpu", out="elsewhere", num_workers=0))
-    assert notebook_runs.run_key(small) != notebook_runs.run_key(notebook_runs.notebook_config("small", head="arcface"))
-    assert notebook_runs.run_key(small) != notebook_runs.run_key(notebook_runs.notebook_config("small", epochs=2))
+    small = runs.notebook_config("small")
+    assert runs.run_key(small) == runs.run_key(
+        runs.notebook_config("small", device="cpu", out="elsewhere", num_workers=0, overwrite=True))
+    assert runs.run_key(small) != runs.run_key(runs.notebook_config("small", head="arcface"))
+    assert runs.run_key(small) != runs.run_key(runs.notebook_config("small", epochs=2))
     with pytest.raises(ValueError, match="small mode"):
-        notebook_runs.notebook_config("small", data=str(ROOT))
+        runs.notebook_config("small", data=str(ROOT))
     with pytest.raises(ValueError, match="mode"):
-        notebook_runs.notebook_config("medium")
+        runs.notebook_config("medium")
     with pytest.raises(ValueError, match="unknown TrainConfig"):
-        notebook_runs.notebook_config("small", epoch=3)
+        runs.notebook_config("small", epoch=3)
 
 
 def test_get_or_train_trains_once_then_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = dict(num_identities=6, images_per_identity=4, holdout_identities=0, epochs=2, batch_size=8,
                 probe="all", brisque=False, num_workers=0, progress=False, backbone_params={"input_size": 32})
-    config = notebook_runs.notebook_config("small", device="cpu", **tiny)
-    run = notebook_runs.get_or_train(config, cache_dir=tmp_path)
+    config = runs.notebook_config("small", device="cpu", **tiny)
+    run = runs.get_or_train(config, cache_dir=tmp_path)
     assert run.path.parent == tmp_path and run.path.name.startswith("adaface-")
     assert run.recorded_epochs == [1, 2] and len(run.records) == 2 * 6 * 4
     assert not list(tmp_path.glob(".*partial"))  # the work folder was moved into place
@@ -151,13 +151,13 @@ def test_get_or_train_trains_once_then_reads_the_cache(tmp_path: Path, monkeypat
         raise AssertionError("a cached run was trained again")
 
     monkeypatch.setattr(train_module, "train", _no_training)
-    again = notebook_runs.get_or_train(notebook_runs.notebook_config("small", device="cpu", **{**tiny, "num_workers": 2}),
-                                       cache_dir=tmp_path)
+    again = runs.get_or_train(runs.notebook_config("small", device="cpu", **{**tiny, "num_workers": 2}),
+                              cache_dir=tmp_path)
     assert again.path == run.path and again.records.equals(run.records)
 
-    backbone = notebook_runs.run_backbone(run)
+    backbone = run.backbone()
     assert not backbone.training and backbone.input_size == 32
-    images = notebook_runs.run_images(run, [0, 5], size=40)
+    images = run.images([0, 5], size=40)
     assert images.shape == (2, 3, 40, 40) and images.dtype.is_floating_point is False
 
 

@@ -29,7 +29,7 @@ from adaface_lab.plots.training import (
     z_hat_figure,
 )
 
-from .test_analysis import make_records
+from .fake_runs import fake_records as make_records
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ import torch
 from adaface_lab.cli import main
 from adaface_lab.data.synthetic import SyntheticFaces
 from adaface_lab.quality import brisque_torch
-from adaface_lab.train import AUGMENT_COLUMNS, RECORD_COLUMNS, TrainConfig, load_run_checkpoint, pick_device, train
+from adaface_lab.runs import AUGMENT_COLUMNS, RECORD_COLUMNS, Progress, RunExistsError, RunFolder, TrainingState, load_run
+from adaface_lab.train import TrainConfig, pick_device, train
 
 from . import formulas
 
@@ -80,9 +81,23 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory, one_thread: None):
-    """The reference: three epochs in one go."""
-    return train(_config(tmp_path_factory.mktemp("straight")))
+def straight_run(tmp_path_factory: pytest.TempPathFactory, one_thread: None):
+    """The reference: three epochs in one go; with what ``on_step`` was given at each step, and the
+    progress file as it read at that moment."""
+    calls: list[tuple[dict, Progress | None]] = []
+    folder = RunFolder(tmp_path_factory.mktemp("straight"))
+    result = train(_config(folder.path), on_step=lambda info: calls.append((info, folder.read_progress())))
+    return result, calls
+
+
+@pytest.fixture(scope="module")
+def straight(straight_run):
+    return straight_run[0]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------- records
@@ -173,6 +188,74 @@ def test_folder_data_holds_out_identities_and_evaluates_them(tmp_path: Path) -> 
     assert 0.0 <= epochs["eval_accuracy"].iloc[0] <= 1.0
 
 
+# --------------------------------------------------------------------------- on_step and the progress file
+
+
+def test_on_step_is_called_once_per_step_with_the_documented_numbers(straight_run) -> None:
+    result, calls = straight_run
+    infos = [info for info, _ in calls]
+    assert len(infos) == 30 and all(set(i) == {"step", "total_steps", "epoch", "loss", "images_per_s", "eta_s"}
+                                    for i in infos)  # fmt: skip
+    assert [i["step"] for i in infos] == list(range(1, 31)) and {i["total_steps"] for i in infos} == {30}
+    assert [i["epoch"] for i in infos] == [1] * 10 + [2] * 10 + [3] * 10
+    # the loss is the step's, as steps.parquet records it; the speed and time left are plain numbers
+    steps = pd.read_parquet(result.steps)
+    np.testing.assert_allclose([i["loss"] for i in infos], steps["loss"], rtol=0, atol=0)
+    assert all(i["images_per_s"] > 0 and i["eta_s"] >= 0 for i in infos) and infos[-1]["eta_s"] == 0
+
+
+def test_the_progress_file_is_valid_during_and_after_the_run(straight_run) -> None:
+    result, calls = straight_run
+    during = [p for _, p in calls]
+    assert all(p is not None for p in during)  # written before the first step, and readable at every step
+    assert {p.state for p in during} <= {"preparing", "running"}
+    assert all(p.step <= info["step"] and p.total_steps == 30 for (info, _), p in zip(calls, during))
+    after = RunFolder(result.run_dir).read_progress()
+    assert after.state == "finished" and after.step == after.total_steps == 30 and after.fraction == 1.0
+    assert after.epoch == after.epochs == 3 and after.steps_per_epoch == 10 and after.eta_s == 0
+    assert after.loss == pytest.approx(float(pd.read_parquet(result.steps)["loss"].iloc[-1]))
+
+
+def test_epochs_csv_correlations_are_the_analysis_of_the_records(straight) -> None:
+    """One implementation: epochs.csv's r columns equal correlation_by_epoch on the records read back."""
+    from adaface_lab.analysis import correlation_by_epoch
+
+    run = load_run(straight.run_dir)
+    for quality, source in (("quality", "brisque"), ("severity_quality", "severity")):
+        corr = correlation_by_epoch(run.records, quality=quality)
+        for feature in ("norm", "p_y"):
+            np.testing.assert_allclose(run.epochs[f"r_{feature}_q{source}"], corr[f"r_{feature}"], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- a run already in the folder
+
+
+def test_a_run_in_the_folder_is_not_replaced_without_overwrite(straight, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(straight.run_dir, folder)
+    before = _snapshot(folder)
+    with pytest.raises(RunExistsError, match="--resume.*--overwrite"):
+        train(_config(folder, head="arcface"))
+    assert main(["train", *_cli_args({**TINY, "out": str(folder)}), "--head", "arcface"]) == 2
+    message = capsys.readouterr().err
+    assert "--resume" in message and "--overwrite" in message and str(folder) in message
+    assert _snapshot(folder) == before  # byte for byte: nothing was written
+
+    # --overwrite replaces it: an ArcFace run of one epoch now, nothing left of the old one
+    (folder / "notes.txt").write_text("mine")  # not a run file: left alone
+    assert main(["train", *_cli_args({**TINY, "out": str(folder), "epochs": 1}), "--head", "arcface",
+                 "--overwrite"]) == 0  # fmt: skip
+    run = load_run(folder)
+    assert run.config["head"] == "arcface" and run.recorded_epochs == [1] and len(run.epochs) == 1
+    assert sorted(p.name for p in (folder / "records.parquet").iterdir()) == ["epoch_0001.parquet"]
+    assert (folder / "notes.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="exclude each other"):
+        _config(folder, resume=True, overwrite=True)
+
+
 # --------------------------------------------------------------------------- resume and interruption
 
 
@@ -181,8 +264,8 @@ def test_resume_at_an_epoch_boundary_reproduces_the_run(straight, tmp_path: Path
     assert pd.read_parquet(first.records)["epoch"].max() == 1
     resumed = train(_config(tmp_path, resume=True))
     pd.testing.assert_frame_equal(pd.read_parquet(resumed.records), pd.read_parquet(straight.records), check_exact=True)
-    a, b = load_run_checkpoint(straight.checkpoint), load_run_checkpoint(resumed.checkpoint)
-    assert _weights_equal(a["backbone"], b["backbone"]) and _weights_equal(a["head"], b["head"])
+    a, b = TrainingState.load(straight.checkpoint), TrainingState.load(resumed.checkpoint)
+    assert _weights_equal(a.backbone, b.backbone) and _weights_equal(a.head, b.head)
 
 
 def test_resume_refuses_changed_settings(straight, tmp_path: Path) -> None:
@@ -191,7 +274,7 @@ def test_resume_refuses_changed_settings(straight, tmp_path: Path) -> None:
         train(_config(tmp_path, resume=True, seed=1))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_run_leaves_a_loadable_checkpoint_and_resumes_exactly(straight, tmp_path: Path, sig: int) -> None:
     cmd = [sys.executable, "-m", "adaface_lab.cli", "train", *_cli_args({**TINY, "out": str(tmp_path)})]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -208,8 +291,9 @@ def test_killed_run_leaves_a_loadable_checkpoint_and_resumes_exactly(straight, t
     rec = pd.read_parquet(tmp_path / "records.parquet")
     assert (rec.groupby("epoch").size() == 15).all()
     assert rec["epoch"].max() >= state["epoch"] >= 1
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:  # asked to stop: it checkpoints the last completed step and says how to go on
         assert proc.returncode == 130, out
+        assert RunFolder(tmp_path).read_progress().state == "stopped"
         assert "--resume" in out
         assert state["step"] > 10  # it saved the last completed step of epoch 2 or later, not epoch 1's end
     else:
@@ -220,8 +304,8 @@ def test_killed_run_leaves_a_loadable_checkpoint_and_resumes_exactly(straight, t
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "records.parquet"), pd.read_parquet(straight.records), check_exact=True
     )
-    a, b = load_run_checkpoint(straight.checkpoint), load_run_checkpoint(ckpt)
-    assert _weights_equal(a["backbone"], b["backbone"]) and _weights_equal(a["head"], b["head"])
+    a, b = TrainingState.load(straight.checkpoint), TrainingState.load(ckpt)
+    assert _weights_equal(a.backbone, b.backbone) and _weights_equal(a.head, b.head)
 
 
 # --------------------------------------------------------------------------- DDP

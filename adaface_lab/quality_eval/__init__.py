@@ -1,0 +1,62 @@
+"""The feature norm as a quality score, judged as face-quality research judges one (DESIGN.md §6).
+
+- :mod:`.edc` — the error-versus-discard characteristic (ISO/IEC 29794-5 style), its partial area
+  and the random-quality baseline;
+- :mod:`.measures` — quality per image: the feature norm, BRISQUE at 112 px, SER-FIQ, random;
+- :mod:`.serfiq` — SER-FIQ (Terhörst et al., CVPR 2020) from the IResNet's output dropout;
+- :mod:`.fusion` — templates of k images fused by mean, norm or quality; set-to-set TAR@FAR.
+
+::
+
+    from adaface_lab.quality_eval import edc_tables, image_qualities, pauc_table, random_edc
+
+    q = image_qualities(backbone, images, "rgb", measures=("norm", "brisque", "serfiq"))   # (N, 3)
+    tables = edc_tables(scores, issame, q, pairs=pair_index, fmr=0.01)   # pair_index (P, 2) into images
+    pauc_table(tables, limit=0.2, baseline=random_edc(scores, issame))
+
+Figures: :func:`adaface_lab.plots.edc_figure`, :func:`adaface_lab.plots.fusion_figure`.
+"""
+
+from .edc import (
+    DEFAULT_DISCARD,
+    PAUC,
+    RandomBaseline,
+    edc,
+    edc_pauc,
+    edc_tables,
+    fmr_threshold,
+    pair_quality,
+    pauc_table,
+    random_edc,
+)
+from .fusion import Templates, fuse_templates, fusion_table, make_templates, template_verification
+from .measures import BRISQUE_SIZE, MEASURES, brisque_quality, image_qualities, norm_quality
+from .serfiq import dropout_masks, serfiq, serfiq_from_embeddings, split_at_dropout, stochastic_embeddings
+
+__all__ = [
+    "BRISQUE_SIZE",
+    "DEFAULT_DISCARD",
+    "MEASURES",
+    "PAUC",
+    "RandomBaseline",
+    "Templates",
+    "brisque_quality",
+    "dropout_masks",
+    "edc",
+    "edc_pauc",
+    "edc_tables",
+    "fmr_threshold",
+    "fuse_templates",
+    "fusion_table",
+    "image_qualities",
+    "make_templates",
+    "norm_quality",
+    "pair_quality",
+    "pauc_table",
+    "random_edc",
+    "serfiq",
+    "serfiq_from_embeddings",
+    "split_at_dropout",
+    "stochastic_embeddings",
+    "template_verification",
+]
