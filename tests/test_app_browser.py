@@ -171,10 +171,10 @@ def test_margin_explorer_in_chromium(app_url: str) -> None:
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-_RENDERS = """() => Array.from(document.querySelectorAll('.adaface-lab-chart')).map(gd => {
+_RENDERS = r"""() => Array.from(document.querySelectorAll('.adaface-lab-chart')).map(gd => {
   gd.__probe = gd.__probe || Math.random();
   return {probe: gd.__probe, renders: Number(gd.dataset.renders),
-          title: (gd.layout && gd.layout.title && gd.layout.title.text) || ''};
+          title: ((gd.layout && gd.layout.title && gd.layout.title.text) || '').replace(/<\/?b>/g, '')};
 })"""
 
 
