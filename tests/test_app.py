@@ -342,6 +342,38 @@ def test_which_figures_a_control_reruns() -> None:
     assert at.query_params["cols"] in ("3", ["3"])  # and the URL says so
 
 
+def test_chart_spec_is_plotlys_own_json() -> None:
+    """What app/_charts.py sends for a figure parses to exactly what plotly's to_dict + to_json
+    write (typed arrays included), for the figures of both pages and for arrays plotly narrows
+    (int64), keeps as lists (bool, empty, under "range") or cannot write without its encoder (a
+    NaN outside an array)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from _charts import CHART_CONFIG, chart_spec
+
+    from adaface_lab.gst import feature_plane
+    from adaface_lab.margins import build_margin, list_margins
+    from adaface_lab.plots import (adaface_terms_figure, feature_plane_figure, feature_plane_grid,
+                                   gst_curves_figure, method_spec, target_logit_figure)
+
+    planes = [feature_plane(build_margin(n), resolution=41, norm=30.0, z_hat=0.3, t=0.2)
+              for n in list_margins()]
+    specs = [method_spec(n, norm=30.0, z_hat=0.3, t=0.2) for n in list_margins()]
+    odd = go.Figure({"data": [{"type": "scatter", "x": np.arange(5, dtype=np.int64) * 70_000,
+                               "y": np.array([1, 0, 1, 1, 0], dtype=bool),
+                               "customdata": np.array([], dtype=float)}],
+                     "layout": {"xaxis": {"range": np.array([0.0, 3e5])}}}, _validate=False)
+    with_nan = go.Figure({"data": [{"type": "scatter", "x": [1.0, math.nan]}]}, _validate=False)
+    figures = [feature_plane_grid(planes, cols=4), feature_plane_figure(planes[-1]),
+               gst_curves_figure(specs, 1.2, negatives=True), target_logit_figure(specs, phi=1.2),
+               adaface_terms_figure(0.333, 0.4, 20.0, 10.0, 30.0), odd, with_nan]
+    for fig in figures:
+        expected = fig.to_dict()
+        expected["config"] = CHART_CONFIG
+        assert json.loads(chart_spec(fig)) == json.loads(pio.to_json(expected, validate=False))
+    assert json.loads(chart_spec(odd))["data"][0]["x"]["dtype"] == "i4"  # narrowed like plotly
+
+
 # ----------------------------------------------------------------------------- page 2: gallery
 
 
