@@ -245,21 +245,30 @@ def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title:
              showlegend=showlegend, line=dict(color="white", width=2, dash="dash")),
         dict(line, x=b1x, y=b1y, name="B1: f(c<sub>y</sub>) = logit<sub>j</sub>", legendgroup="b1",
              showlegend=showlegend, line=dict(color="#ff2d55", width=2.5)),
-    ] + ([_zero_g_trace(plane, showlegend, xa, ya)] if field == "g" and plane.zero_g.any() else [])
+    ] + ([_zero_g_trace(plane, showlegend, xa, ya)] if field == "g" and plane.zero_g.any() else []
+         ) + [_arrows(plane, xa, ya)]
 
 
-def _arrow_annotations(plane: FeaturePlane, xref: str = "x", yref: str = "y",
-                       size: int = 15) -> list[dict[str, Any]]:
-    """W_y and W_j as arrows from the origin, labelled at their tips."""
-    out = []
-    for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>")):
-        x, y = float(vec[0]), float(vec[1])
-        out.append(dict(x=x, y=y, ax=0.0, ay=0.0, xref=xref, yref=yref, axref=xref, ayref=yref,
-                        showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=2.5,
-                        arrowcolor="black", text=""))
-        out.append(dict(x=1.12 * x, y=1.12 * y, xref=xref, yref=yref, showarrow=False, text=text,
-                        font=dict(size=size, color="black")))
-    return out
+def _arrows(plane: FeaturePlane, xa: str, ya: str) -> dict[str, Any]:
+    """W_y and W_j as arrows from the origin: one line trace with an arrowhead marker at each tip.
+
+    (Not layout annotations with arrows: Plotly redraws those on every update at several times the
+    cost of a trace — about 35 ms of the gallery's 170 ms, measured in Chromium.)
+    """
+    (yx, yy), (jx, jy) = (float(v) for v in plane.w_y[:2]), (float(v) for v in plane.w_j[:2])
+    return dict(type="scatter", mode="lines+markers", x=[0.0, yx, None, 0.0, jx],
+                y=[0.0, yy, None, 0.0, jy], xaxis=xa, yaxis=ya, hoverinfo="skip", showlegend=False,
+                name="W<sub>y</sub>, W<sub>j</sub>", line=dict(color="black", width=2.5),
+                marker=dict(symbol="arrow", angleref="previous", size=[0, 16, 0, 0, 16],
+                            color="black", line=dict(width=0)))
+
+
+def _arrow_labels(plane: FeaturePlane, xref: str = "x", yref: str = "y",
+                  size: int = 15) -> list[dict[str, Any]]:
+    """W_y and W_j written at the tips of their arrows (:func:`_arrows`)."""
+    return [dict(x=1.12 * float(vec[0]), y=1.12 * float(vec[1]), xref=xref, yref=yref,
+                 showarrow=False, text=text, font=dict(size=size, color="black"))
+            for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
 
 
 def _disc_axis(**extra: Any) -> dict[str, Any]:
@@ -292,7 +301,7 @@ def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
         title=dict(text=_with_choices(text, plane.margin), x=0.02, font=dict(size=15)),
         xaxis=_disc_axis(),
         yaxis=_disc_axis(scaleanchor="x", scaleratio=1),
-        annotations=_arrow_annotations(plane),
+        annotations=_arrow_labels(plane),
         legend=dict(orientation="h", x=0.0, y=0.0, yanchor="bottom", **_LEGEND_DARK),
         margin=dict(l=10, r=10, t=50, b=10), height=height, plot_bgcolor="white",
         uirevision=uirevision,
@@ -350,7 +359,7 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         annotations.append(dict(x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", text=titles[i],
                                 showarrow=False, xanchor="center", yanchor="bottom",
                                 font=dict(size=12)))
-        annotations += _arrow_annotations(plane, f"x{suffix}", f"y{suffix}", size=12)
+        annotations += _arrow_labels(plane, f"x{suffix}", f"y{suffix}", size=12)
     layout.update(
         annotations=annotations,
         coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
