@@ -5,9 +5,12 @@ show the new data; and a warm reload, until every figure is drawn (issue 16: ≤
     python bench/bench_app_browser.py [--presses 12] [--loads 5] [--against REF | --against none]
 
 For the margin explorer (key presses on the ‖z‖ slider: all four figures change) and the method
-gallery (on the scale s: all ten planes and the curves change). Each press moves to a value not
-seen before, so no cache helps; the clock starts at the key's keydown in the page and stops at the
-first animation frame where every chart on the page holds data different from before the press.
+gallery (on the scale s: every plane of the grid and the curves change). Each press moves to a
+value not seen before, so no cache helps; the clock starts at the key's keydown in the page and
+stops at the first animation frame where every chart on the page holds data different from before
+the press. With each press: the CPU time it cost the server process and the page's main thread
+(Chrome's ThreadTime), which other work on the machine inflates far less than the wall time, and
+the kilobytes the page received.
 
 ``--against REF`` serves a second copy of the app, the git revision REF (default: the app before
 the in-place charts of issue 16), on its own port, and measures it side by side: presses and loads
