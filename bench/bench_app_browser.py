@@ -23,26 +23,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
+
 BEFORE = "266af02"
 """The app before the in-place charts and per-figure fragments (issue 16)."""
-CHROMIUM = Path(os.environ.get("ADAFACE_LAB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TARGET_PRESS_MS, TARGET_LOAD_MS = 250.0, 2000.0
 PAGES = (("margin explorer", "", "feature norm", 4), ("method gallery", "gallery", "scale s", 2))
 """(name, URL path, label of the slider pressed, number of figures)."""
@@ -127,12 +123,6 @@ class Figures:
     missed: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Server:
     url: str
@@ -146,35 +136,9 @@ class Server:
 
 @contextmanager
 def serve(tree: Path, log: Path) -> Iterator[Server]:
-    """`streamlit run` of ``tree``'s app, importing ``tree``'s adaface_lab; always stopped."""
-    tree, port = tree.resolve(), _free_port()
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    cmd = [sys.executable, "-m", "streamlit", "run", str(tree / "app" / "streamlit_app.py"),
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.25)
-        yield Server(url, proc.pid)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    """The app of ``tree`` served on localhost (tests/test_app_browser.py's server)."""
+    with served(log, tree.resolve()) as (url, pid):
+        yield Server(url, pid)
 
 
 def export_revision(ref: str, into: Path) -> Path:

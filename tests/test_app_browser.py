@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -64,21 +65,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise AssertionError(f"streamlit not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
-    """`streamlit run app/streamlit_app.py` on a free localhost port; always stopped afterwards."""
+@contextmanager
+def served(log: Path, tree: Path = ROOT) -> Iterator[tuple[str, int]]:
+    """`streamlit run` of the app in ``tree`` (importing that tree's adaface_lab) on a free
+    localhost port: its URL and the server's process id; always stopped afterwards."""
     port = _free_port()
-    log = tmp_path / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(tree / "app" / "streamlit_app.py"),
+           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url
+        yield url, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -87,6 +89,13 @@ def app_url(tmp_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    """The app of this tree, served on localhost for one test."""
+    with served(tmp_path / "streamlit.log") as (url, _):
+        yield url
 
 
 def _wait_idle(page, timeout_ms: int = 30_000) -> None:
