@@ -63,8 +63,9 @@ export default function ({ parentElement, data }) {
       const title = fig.layout.title;
       if (title && title.text) title.text = '<b>' + title.text + '</b>';
       fig.layout.autosize = true;
-      return Plotly.react(gd, fig.data, fig.layout, { ...fig.config, responsive: true });
-    }).then(() => { gd.dataset.renders = String(Number(gd.dataset.renders) + 1); });
+      return Plotly.react(gd, fig.data, fig.layout, { ...fig.config, responsive: true })
+        .then(() => { gd.dataset.renders = String(Number(gd.dataset.renders) + 1); });
+    }).catch(err => { gd.textContent = 'The chart could not be drawn: ' + err; });
   }
   return () => setTimeout(() => { if (!gd.isConnected && window.Plotly) window.Plotly.purge(gd); });
 }
@@ -78,6 +79,8 @@ def _plotly_module() -> str | None:
 
 
 def _component():
+    """The component that draws the charts, registered once per process; None (with a warning)
+    where this Streamlit cannot have it."""
     module = _plotly_module()
     components = getattr(st.components, "v2", None)
     if module is None or components is None:

@@ -342,6 +342,19 @@ def test_which_figures_a_control_reruns() -> None:
     assert at.query_params["cols"] in ("3", ["3"])  # and the URL says so
 
 
+def test_without_the_component_the_charts_fall_back_to_st_plotly_chart(monkeypatch) -> None:
+    import _charts
+
+    monkeypatch.setattr(_charts, "_CHART", None)  # as on a Streamlit without components v2
+    at = _run()
+    assert {e.key for e in at.get("plotly_chart")} == {"plane_chart", "gst_chart", "logit_chart",
+                                                       "terms_chart"}
+    assert not at.get("bidi_component")
+    _slider(at, "explorer", "norm").set_value(50.0).run()
+    terms = _chart(at, "terms_chart")
+    assert any("‖z‖ = 50" in a.get("text", "") for a in terms["layout"]["annotations"])
+
+
 def test_chart_spec_is_plotlys_own_json() -> None:
     """What app/_charts.py sends for a figure parses to exactly what plotly's to_dict + to_json
     write (typed arrays included), for the figures of both pages and for arrays plotly narrows
