@@ -4,7 +4,9 @@
   and the random-quality baseline;
 - :mod:`.measures` — quality per image: the feature norm, BRISQUE at 112 px, SER-FIQ, random;
 - :mod:`.serfiq` — SER-FIQ (Terhörst et al., CVPR 2020) from the IResNet's output dropout;
-- :mod:`.fusion` — templates of k images fused by mean, norm or quality; set-to-set TAR@FAR.
+- :mod:`.fusion` — templates of k images fused by mean, norm or quality; set-to-set TAR@FAR;
+- :mod:`.checkup` — before trusting a model's norm as quality on your faces: its trend along a degradation
+  sweep (with BRISQUE's beside it), with bootstrap intervals and verdicts, and a channel-order check.
 
 ::
 
@@ -14,9 +16,31 @@
     tables = edc_tables(scores, issame, q, pairs=pair_index, fmr=0.01)   # pair_index (P, 2) into images
     pauc_table(tables, limit=0.2, baseline=random_edc(scores, issame))
 
-Figures: :func:`adaface_lab.plots.edc_figure`, :func:`adaface_lab.plots.fusion_figure`.
+    result = checkup(backbone, load_faces("faces/", max_images=200), channel_order="bgr")
+    print(result.summary())                                             # `adaface-lab checkup` in a call
+
+Figures: :func:`adaface_lab.plots.edc_figure`, :func:`~adaface_lab.plots.fusion_figure`, and the check-up's
+:func:`~adaface_lab.plots.degradation_sweep_figure`, :func:`~adaface_lab.plots.trend_figure`,
+:func:`~adaface_lab.plots.channel_order_figure`.
 """
 
+from .checkup import (
+    CHECKUP_MEASURES,
+    SWEEP_LEVELS,
+    ChannelOrderCheck,
+    Checkup,
+    Faces,
+    channel_order_check,
+    checkup,
+    degradation_sweep,
+    find_faces,
+    image_trends,
+    load_faces,
+    sweep_bands,
+    trend_summary,
+    trend_verdict,
+)
+from .checkup import __all__ as _CHECKUP_NAMES
 from .edc import (
     DEFAULT_DISCARD,
     PAUC,
@@ -59,4 +83,5 @@ __all__ = [
     "split_at_dropout",
     "stochastic_embeddings",
     "template_verification",
+    *_CHECKUP_NAMES,  # the check-up's names, imported above
 ]
