@@ -53,7 +53,7 @@ from .edc import (
     pauc_table,
     random_edc,
 )
-from .fusion import Templates, fuse_templates, fusion_table, make_templates, template_verification
+from .fusion import Templates, all_pairs, fuse_templates, fusion_table, make_templates, template_verification
 from .measures import BRISQUE_SIZE, MEASURES, brisque_quality, image_qualities, norm_quality
 from .serfiq import dropout_masks, serfiq, serfiq_from_embeddings, split_at_dropout, stochastic_embeddings
 
@@ -64,6 +64,7 @@ __all__ = [
     "PAUC",
     "RandomBaseline",
     "Templates",
+    "all_pairs",
     "brisque_quality",
     "dropout_masks",
     "edc",
