@@ -114,7 +114,7 @@ def fusion_figure(table: pd.DataFrame, height: int = 380) -> go.Figure:
 #: How the check-up's degradations and measures are named on axes.
 DEGRADATION_LABELS = {"blur_sigma": "blur σ (px)", "scale": "down-up scale", "noise_sigma": "noise σ (grey levels)",
                       "jpeg_quality": "JPEG quality", "all": "all four"}  # fmt: skip
-MEASURE_LABELS = {"norm": "‖z‖", "brisque": "1 − BRISQUE/100"}
+MEASURE_LABELS = {"norm": "‖z‖", "brisque": "1 − BRISQUE/100", "serfiq": "SER-FIQ"}
 
 
 def degradation_sweep_figure(bands: Mapping[str, pd.DataFrame], height: int | None = None) -> go.Figure:

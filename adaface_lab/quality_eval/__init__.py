@@ -5,6 +5,7 @@
 - :mod:`.measures` — quality per image: the feature norm, BRISQUE at 112 px, SER-FIQ, random;
 - :mod:`.serfiq` — SER-FIQ (Terhörst et al., CVPR 2020) from the IResNet's output dropout;
 - :mod:`.fusion` — templates of k images fused by mean, norm or quality; set-to-set TAR@FAR;
+- :mod:`.heldout` — a run's held-out faces rated by every measure, and their EDCs over every pair;
 - :mod:`.checkup` — before trusting a model's norm as quality on your faces: its trend along a degradation
   sweep (with BRISQUE's beside it), with bootstrap intervals and verdicts, and a channel-order check.
 
@@ -27,6 +28,7 @@ Figures: :func:`adaface_lab.plots.edc_figure`, :func:`~adaface_lab.plots.fusion_
 from .checkup import (
     CHECKUP_MEASURES,
     SWEEP_LEVELS,
+    SWEEP_MEASURES,
     ChannelOrderCheck,
     Checkup,
     Faces,
@@ -53,6 +55,7 @@ from .edc import (
     pauc_table,
     random_edc,
 )
+from .heldout import TRUTH, EDCComparison, ScoredFaces, compare_edcs, heldout_faces, score_faces
 from .fusion import Templates, all_pairs, fuse_templates, fusion_table, make_templates, template_verification
 from .measures import BRISQUE_SIZE, MEASURES, brisque_quality, image_qualities, norm_quality
 from .serfiq import dropout_masks, serfiq, serfiq_from_embeddings, split_at_dropout, stochastic_embeddings
@@ -63,7 +66,13 @@ __all__ = [
     "MEASURES",
     "PAUC",
     "RandomBaseline",
+    "EDCComparison",
+    "ScoredFaces",
+    "TRUTH",
     "Templates",
+    "compare_edcs",
+    "heldout_faces",
+    "score_faces",
     "all_pairs",
     "brisque_quality",
     "dropout_masks",

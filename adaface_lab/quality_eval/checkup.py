@@ -53,11 +53,12 @@ from ..data.folders import IMAGE_EXTENSIONS
 from ..data.images import CorruptImageError, decode_image
 from ..degrade import DEGRADATION_FIELDS, Degradation, degrade
 from ..evaluate import embed
-from .measures import BRISQUE_SIZE, brisque_quality, norm_quality
+from .measures import BRISQUE_SIZE, image_qualities
 
 __all__ = [
     "CHECKUP_MEASURES",
     "SWEEP_LEVELS",
+    "SWEEP_MEASURES",
     "ChannelOrderCheck",
     "Checkup",
     "Faces",
@@ -79,8 +80,10 @@ SWEEP_LEVELS: dict[str, tuple[float, ...]] = {
     "noise_sigma": (0.0, 5.0, 10.0, 20.0, 30.0),  # grey levels of 0..255
     "jpeg_quality": (100, 50, 30, 15, 5),  # JPEG quality
 }
-#: The measures a check-up can follow through the sweep.
+#: The measures a check-up follows through the sweep by default.
 CHECKUP_MEASURES: tuple[str, ...] = ("norm", "brisque")
+#: The measures :func:`degradation_sweep` knows (SER-FIQ costs ``passes`` small head passes per version).
+SWEEP_MEASURES: tuple[str, ...] = ("norm", "brisque", "serfiq")
 _OFF = {"blur_sigma": 0.0, "scale": 1.0, "noise_sigma": 0.0, "jpeg_quality": 100}
 ORDERS: tuple[str, str] = ("bgr", "rgb")
 
@@ -92,7 +95,8 @@ ORDERS: tuple[str, str] = ("bgr", "rgb")
 class Faces:
     """Face images for a check-up: ``images`` uint8 (N, 3, S, S) RGB; ``labels`` (N,) identity index, or
     None for a flat folder; ``identities`` their names; ``paths``; ``found`` the images the folder holds;
-    ``skipped`` the chosen files that could not be decoded."""
+    ``skipped`` the chosen files that could not be decoded; ``truth`` (N,) the ground-truth quality where
+    the data set knows it (SyntheticFaces: 1 − severity), else None."""
 
     images: torch.Tensor
     labels: np.ndarray | None = None
@@ -101,6 +105,7 @@ class Faces:
     folder: str = ""
     found: int = 0
     skipped: int = 0
+    truth: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -202,15 +207,10 @@ def _check_levels(levels: Mapping[str, Sequence[float]]) -> None:
 
 
 def _scores(backbone: nn.Module | None, images: torch.Tensor, channel_order: str, measures: Sequence[str],
-            batch_size: int, device: str | torch.device | None) -> dict[str, np.ndarray]:  # fmt: skip
-    out = {}
-    for m in measures:
-        if m == "norm":
-            out[m] = norm_quality(backbone, images, channel_order, batch_size=batch_size, device=device,
-                                  progress=False)  # fmt: skip
-        else:
-            out[m] = brisque_quality(images, progress=False)
-    return out
+            batch_size: int, device: str | torch.device | None, passes: int, seed: int) -> dict[str, np.ndarray]:  # fmt: skip
+    table = image_qualities(backbone, images, channel_order, measures=measures, passes=passes, seed=seed,
+                            batch_size=batch_size, device=device, progress=False)  # fmt: skip
+    return {m: table[m].to_numpy() for m in measures}
 
 
 def degradation_sweep(
@@ -221,33 +221,34 @@ def degradation_sweep(
     levels: Mapping[str, Sequence[float]] = SWEEP_LEVELS,
     measures: Sequence[str] = CHECKUP_MEASURES,
     seed: int = 0,
+    passes: int = 100,
     batch_size: int = 64,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Every image at every step of every kind of degradation, scored by ``measures``.
+    """Every image at every step of every kind of degradation, scored by ``measures`` (of :data:`SWEEP_MEASURES`).
 
     Returns one row per (image, degradation, step): ``image`` (index into ``images``), ``degradation``,
     ``step`` (0 = the image itself, shared by the kinds), ``strength`` and one column per measure.
-    ``images``: uint8 (N, 3, H, W) RGB; ``seed`` seeds the noise pattern.
+    ``images``: uint8 (N, 3, H, W) RGB; ``seed`` seeds the noise pattern (and SER-FIQ's ``passes`` masks).
     """
-    unknown = [m for m in measures if m not in CHECKUP_MEASURES]
+    unknown = [m for m in measures if m not in SWEEP_MEASURES]
     if unknown or not measures:
-        raise ValueError(f"measures must be some of {list(CHECKUP_MEASURES)}, got {list(measures)}")
-    if "norm" in measures and backbone is None:
-        raise ValueError("the measure 'norm' needs a backbone")
+        raise ValueError(f"measures must be some of {list(SWEEP_MEASURES)}, got {list(measures)}")
+    if {"norm", "serfiq"} & set(measures) and backbone is None:
+        raise ValueError("the measures 'norm' and 'serfiq' need a backbone")
     _check_levels(levels)
     n = len(images)
     steps = [(kind, s, v) for kind, values in levels.items() for s, v in enumerate(values) if s > 0]
     bar = tqdm(total=len(steps) + 1, desc="degradation sweep", unit="step", disable=not progress)
-    base = _scores(backbone, images, channel_order, measures, batch_size, device)  # step 0
+    base = _scores(backbone, images, channel_order, measures, batch_size, device, passes, seed)  # step 0
     bar.update()
     frames = [pd.DataFrame({"image": np.arange(n), "degradation": kind, "step": 0,
                             "strength": float(levels[kind][0]), **base}) for kind in levels]  # fmt: skip
     for kind, s, v in steps:
         value = int(v) if kind == "jpeg_quality" else float(v)
         degraded = degrade(images, Degradation(**{kind: value}, seed=seed))  # (N, 3, H, W)
-        scored = _scores(backbone, degraded, channel_order, measures, batch_size, device)
+        scored = _scores(backbone, degraded, channel_order, measures, batch_size, device, passes, seed)
         frames.append(pd.DataFrame({"image": np.arange(n), "degradation": kind, "step": s,
                                     "strength": float(v), **scored}))  # fmt: skip
         bar.update()
@@ -339,7 +340,7 @@ def trend_summary(sweep: pd.DataFrame, measures: Sequence[str] | None = None, *,
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100, got {n_boot}")
-    measures = [m for m in CHECKUP_MEASURES if m in sweep.columns] if measures is None else list(measures)
+    measures = [m for m in SWEEP_MEASURES if m in sweep.columns] if measures is None else list(measures)
     rng = np.random.default_rng(seed)
     rows = []
     for measure in measures:
@@ -472,7 +473,8 @@ def channel_order_check(
 
 _KIND_WORDS = {"blur_sigma": "blur", "scale": "down-up rescaling", "noise_sigma": "noise", "jpeg_quality": "JPEG",
                "all": "all four degradations"}  # fmt: skip
-_MEASURE_WORDS = {"norm": "The feature norm ‖z‖", "brisque": "BRISQUE's quality (1 − BRISQUE/100)"}
+_MEASURE_WORDS = {"norm": "The feature norm ‖z‖", "brisque": "BRISQUE's quality (1 − BRISQUE/100)",
+                  "serfiq": "SER-FIQ"}
 
 
 def _trend_sentence(row: pd.Series, level: float) -> str:
