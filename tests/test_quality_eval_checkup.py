@@ -179,6 +179,9 @@ def test_the_channel_order_check_catches_a_model_fed_the_wrong_order():
     assert wrong.better == "rgb" and wrong.wrong_order
     assert wrong.auc["rgb"] > wrong.auc["bgr"] and wrong.auc_diff[2] < 0
     assert "WARNING" in wrong.verdict() and "fed BGR, but RGB separates" in wrong.verdict()
+    result = checkup(FirstChannelOnly(), images, "bgr", labels=labels, levels=LEVELS, measures=("norm",), n_boot=300,
+                     progress=False)  # fmt: skip
+    assert result.verdicts()[0].startswith("WARNING — channel order")  # said first: it undoes the rest
     right = channel_order_check(FirstChannelOnly(), images, "rgb", labels, n_boot=300)
     assert right.better == "rgb" and not right.wrong_order and "looks right" in right.verdict()
     # the AUC is the chance that a genuine pair outscores an impostor pair (ties half), counted pair by pair

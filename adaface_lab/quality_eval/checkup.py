@@ -12,7 +12,7 @@ folder and writes an HTML report.
 (:data:`SWEEP_LEVELS`: Gaussian blur, down-up rescaling, additive noise, JPEG, from
 :mod:`adaface_lab.degrade`, applied before the model's own resize to its input size); step 0 is the face
 itself. Each version is scored by the measures: ``norm``, the feature norm ‖z‖ (one view, eval mode), and
-``brisque``, the quality ``1 − BRISQUE/100`` at 112 px.
+``brisque``, the quality ``1 − BRISQUE/100`` at 112 px (and, when asked, ``serfiq``).
 
 **2. The trend of a measure.** For image *i* and one kind of degradation, ρ_i is the Spearman correlation
 between the step (0, 1, ..., L−1) and the measure over the image's L versions: −1 when the measure falls
@@ -514,10 +514,12 @@ class Checkup:
         return hit.iloc[0]
 
     def verdicts(self) -> list[str]:
-        """Plain-word findings: each measure over all degradations, the norm per degradation, the channel order."""
+        """Plain-word findings: each measure over all degradations, the norm per degradation, the channel order
+        (first when the order in use looks wrong: then the other findings describe a model fed the wrong order)."""
         rows = [r for _, r in self.trends.iterrows() if r["degradation"] == "all" or r["measure"] == "norm"]
         rows.sort(key=lambda r: (r["measure"] != "norm", r["degradation"] != "all"))
-        return [_trend_sentence(r, self.level) for r in rows] + [self.channel.verdict()]
+        trends = [_trend_sentence(r, self.level) for r in rows]
+        return [self.channel.verdict(), *trends] if self.channel.wrong_order else [*trends, self.channel.verdict()]
 
     def summary(self) -> str:
         """A printable report: what was checked, the trends table, the verdicts."""
