@@ -19,6 +19,7 @@ from .margins import (
     target_logit_figure,
 )
 from .quality_eval import channel_order_figure, degradation_sweep_figure, edc_figure, fusion_figure, trend_figure
+from .toy import toy_feature_figure, toy_gst_figure, toy_norm_figure
 from .training import (
     FEATURE_LABELS,
     correlation_figure,
@@ -62,4 +63,8 @@ __all__ = [
     "degradation_sweep_figure",
     "trend_figure",
     "channel_order_figure",
+    # the toy trainer
+    "toy_feature_figure",
+    "toy_gst_figure",
+    "toy_norm_figure",
 ]
