@@ -114,15 +114,24 @@ def test_side_by_side_trains_only_the_head_it_lacks(trained) -> None:
 
 
 def test_a_shared_link_sets_head_scale_and_sphere(trained) -> None:
-    at = open_page(PAGE, {"loss": "sphereface", "dim": "3", "steps": "50", "ts": "8", "degraded": "0.5"})
+    at = open_page(PAGE, {"loss": "sphereface", "dim": "3", "steps": "50", "ts": "8", "degraded": "0.5",
+                          "conv": "detached"})
     keys = {s.key for s in at.sidebar.slider}
     assert "toy:sm" in keys and "toy:h" not in keys and "toy:m" not in keys  # SphereFace's own m
     head, args = trained[-1]
     assert head == "sphereface" and args["dim"] == 3 and args["s"] == 8.0 and args["degraded"] == 0.5
+    assert args["detach_margin"] is True and args["record_every"] == 1
     spec = _spec(at)
     assert {t["type"] for t in spec["data"][:10]} == {"scatter3d"}
     assert "s = 8" in spec["layout"]["annotations"][0]["text"]
-    _assert_shows(spec, 0, train_toy("sphereface", 50, 3, 0, s=8.0, m=1.35, degraded=0.5))
+    _assert_shows(spec, 0, train_toy("sphereface", 50, 3, 0, s=8.0, m=1.35, degraded=0.5, detach_margin=True))
+
+
+def test_a_long_run_records_a_bounded_number_of_steps(trained) -> None:
+    at = open_page(PAGE, {"steps": "1200", "loss": "softmax"})
+    head, args = trained[-1]
+    assert args["steps"] == 1200 and args["record_every"] == 4
+    assert _spec(at)["frames"][-1]["name"] == "1199"  # the last step is recorded all the same
 
 
 def test_bad_values_in_the_link_fall_back_to_defaults(trained) -> None:

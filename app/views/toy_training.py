@@ -23,6 +23,8 @@ from adaface_lab.toy import ToyRun, train_toy
 PAGE = "toy"
 RUNS = f"{PAGE}:script_runs"
 TRAINED = f"{PAGE}:trained"
+MAX_RECORDED = 300
+"""Record every k-th step so that a run keeps about this many (a cached run stays a few MB at 1,500 steps)."""
 HEADS = tuple(list_heads())
 NAMES = {name: label(name) for name in HEADS}
 OWN = {p.key: p for p in (
@@ -57,7 +59,7 @@ def _head_options(head: str, v: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted({**params, "detach_margin": v["conv"] == "detached"}.items()))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)
 def _train(head: str, options: tuple[tuple[str, Any], ...], steps: int, dim: int, seed: int,
            degraded: float, lost: float) -> ToyRun:
     """One toy run, with a progress bar while it trains (replayed, already emptied, on a cache hit)."""
@@ -71,7 +73,8 @@ def _train(head: str, options: tuple[tuple[str, Any], ...], steps: int, dim: int
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: on shared cores two threads ran 30x slower than one
     try:
-        run = train_toy(head, steps, dim, seed, progress=progress, degraded=degraded, lost=lost, **dict(options))
+        run = train_toy(head, steps, dim, seed, progress=progress, degraded=degraded, lost=lost,
+                        record_every=max(1, steps // MAX_RECORDED), **dict(options))
     finally:
         torch.set_num_threads(threads)
     bar.empty()
