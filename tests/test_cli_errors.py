@@ -266,8 +266,11 @@ def test_an_identity_without_a_decodable_image_is_dropped_and_no_sample_recorded
     (data / "eve").mkdir()
     jpeg = buf.getvalue()
     (data / "eve" / "0.jpg").write_bytes(jpeg[: jpeg.index(b"\xff\xda") + 16])  # whole header, cut after: undecodable
-    with pytest.warns(RuntimeWarning, match=r"dropped 1 identity left without a readable image \(eve\)"):
+    with pytest.warns(RuntimeWarning) as caught:
         result = train(_config(tmp_path / "run", data=str(data), probe="all", epochs=2))
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith(f"skipping unreadable image {data / 'eve' / '0.jpg'}") for m in said), said
+    assert any(m.endswith("dropped 1 identity left without a readable image (eve)") for m in said), said
     records = pd.read_parquet(result.records)
     assert not records.duplicated(["epoch", "sample_id"]).any()
     assert len(records) == 2 * 16 and sorted(records["label"].unique()) == [0, 1, 2, 3]
