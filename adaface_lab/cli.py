@@ -8,6 +8,7 @@
     adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
+    adaface-lab checkup --run runs/demo --data FOLDER         # can the norm be read as quality here?
 
 Other modules define their sub-commands: ``SUBCOMMAND_HOOKS`` lists their ``add_<name>_subparser(subparsers)``
 functions, each registering a parser whose ``func(args)`` returns an exit code.
@@ -30,6 +31,7 @@ from typing import Any, Callable, NoReturn
 # conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .checkup_report import add_checkup_subparser  # noqa: E402
 from .errors import USER_ERRORS, one_line  # noqa: E402
 from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
 from .reports import add_reports_subparser  # noqa: E402
@@ -40,6 +42,7 @@ __all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS", "train_overrides"]
 SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
     add_quality_subparser,
     add_reports_subparser,
+    add_checkup_subparser,
 )
 
 # Help for the train options, by TrainConfig field (the option is --field-name).

@@ -59,6 +59,12 @@ def test_a_5000_character_run_path_is_an_error_box() -> None:
     assert any("No such folder" in t for t in texts(at, "error")), texts(at, "error")
 
 
+def test_the_quality_score_page_answers_a_bad_run_folder_with_an_error_box(course: Path) -> None:
+    for typed, said in (("/" + "a" * 4999, "longer than any this app reads"), ("/etc", "outside the folder")):
+        at = open_page("views/quality_score.py", {"run": typed})
+        assert any(said in t for t in texts(at, "error")), (typed, texts(at, "error"))
+
+
 def test_a_run_whose_config_is_a_list_is_an_error_box(runs: Path) -> None:
     write_fake_run(runs / "mine")
     (runs / "mine" / "config.json").write_text("[]")
