@@ -77,18 +77,23 @@ def _face_sweep(run_dir: str, modified: float, n: int, face: int, kind: str) -> 
 
 def _pick_run(side: st.delta_generator.DeltaGenerator) -> Run:
     """The run chosen in the sidebar (newest first), read; a message and a stop without a usable one."""
-    folder = _run_folders.resolve(Q["run"].widget(side, PAGE))
+    try:
+        folder = _run_folders.resolve(Q["run"].widget(side, PAGE))
+    except ValueError as e:  # too long, or outside the course folder
+        st.error(f"Cannot open this folder: {e}")
+        sync_url(PARAMS)
+        st.stop()
     runs = [p for p in _run_folders.find_runs(folder) if RunFolder(p).checkpoint.is_file()]
     if not runs:
-        st.info(f"No run with a checkpoint in `{folder}`. Type a run folder in the sidebar, or train one on the "
-                "Training runs page (its demo holds identities out, as this page needs).")
+        st.info(f"No run with a checkpoint in `{_run_folders.shown(folder)}`. Type a run folder in the sidebar, or "
+                "train one on the Training runs page (its demo holds identities out, as this page needs).")
         sync_url(PARAMS)
         st.stop()
     names = {str(p): p.name for p in runs}
     chosen = side.selectbox("Run", list(names), format_func=names.get, key=f"{PAGE}:pick") if len(runs) > 1 else str(runs[0])
     try:
         return _run_folders.load(Path(chosen))
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         st.error(f"Cannot read the run `{_run_folders.shown(Path(chosen))}`: {e}")
         sync_url(PARAMS)
         st.stop()
