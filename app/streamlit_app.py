@@ -30,6 +30,8 @@ PAGES = [
     ("views/gallery.py", "Method gallery", "gallery"),
     ("views/training_runs.py", "Training runs", "training"),
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
+    ("views/quality_score.py", "Quality as a score", "qscore"),
+    ("views/toy_training.py", "Toy training", "toy"),
 ]
 
 pages = [st.Page(path, title=title, url_path=url, default=i == 0) for i, (path, title, url) in enumerate(PAGES)]

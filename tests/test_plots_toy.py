@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from adaface_lab.plots import toy_feature_figure, toy_gst_figure, toy_norm_figure
+from adaface_lab.plots import save_figure, static_image, toy_feature_figure, toy_gst_figure, toy_norm_figure
 from adaface_lab.plots.toy import GROUP_LABELS, run_title
 from adaface_lab.toy import GROUPS, compare_toy, train_toy
 
@@ -121,3 +121,20 @@ def test_gst_figure_shows_abs_g_per_group(runs):
     assert str(runs["adaface"].step[3]) in fig.layout.title.text
     with pytest.raises(ValueError, match="step must index"):
         toy_gst_figure(runs, step=len(runs["adaface"].step))
+
+
+def test_a_saved_animation_waits_for_play(runs, tmp_path):
+    fig = toy_feature_figure(runs, max_frames=6)
+    assert "Plotly.animate(" in fig.to_html(include_plotlyjs=False)  # plotly's default: play on load
+    html = save_figure(fig, tmp_path / "toy.html", include_plotlyjs=False)["html"].read_text(encoding="utf-8")
+    assert "Plotly.addFrames(" in html and "Plotly.animate(" not in html
+
+
+@pytest.mark.slow
+def test_a_static_image_of_an_animation_shows_its_start_frame(runs):
+    """Drawn through headless Chromium (or kaleido): with its frames, the picture is the one without them,
+    so no frame played before the screenshot; start=-1 draws the last step instead (what reports show)."""
+    first = toy_feature_figure(runs, max_frames=6, height=400)
+    picture = static_image(first, width=700)
+    assert picture == static_image(go.Figure(data=first.data, layout=first.layout), width=700)  # no frames
+    assert picture != static_image(toy_feature_figure(runs, max_frames=6, start=-1, height=400), width=700)

@@ -237,6 +237,36 @@ def test_random_baseline_is_seeded():
     assert not np.array_equal(a.curves, random_edc(s, y, draws=5, seed=4).curves)
 
 
+def _all_pairs(n_images: int, n_ids: int, seed: int):
+    """Every pair of ``n_images`` images of ``n_ids`` identities; about one image in ten is unrecognisable
+    (quality 0: its genuine pairs score like impostors), so the false non-matches cluster on a few images."""
+    rng = np.random.default_rng(seed)
+    labels, q = np.arange(n_images) % n_ids, (rng.random(n_images) > 0.1).astype(float)
+    a, b = np.triu_indices(n_images, k=1)
+    issame = labels[a] == labels[b]
+    scores = np.where(issame, 0.15 + 0.5 * np.minimum(q[a], q[b]), 0.1) + rng.normal(0, 0.1, len(a))
+    return scores, issame, np.stack([a, b], axis=1), q
+
+
+def test_random_baseline_per_image_draws_one_quality_per_image_and_is_wider_when_pairs_share_images():
+    s, y, pairs, q = _all_pairs(120, 12, 15)
+    base = random_edc(s, y, draws=60, seed=4, discard=DISCARD, pairs=pairs)
+    rng = np.random.default_rng(4)  # the same stream, drawn by hand: one uniform per image, pair = the lower
+    for k in range(3):
+        qi = rng.random(120)
+        np.testing.assert_allclose(base.curves[k], edc(s, y, qi[pairs[:, 0]], qi[pairs[:, 1]], discard=DISCARD)["fnmr"])
+    per_pair = random_edc(s, y, draws=60, seed=4, discard=DISCARD)
+    # discarding an image drops its 119 pairs at once, with all their false non-matches: the areas spread more
+    assert base.pauc(0.2).std() > 1.5 * per_pair.pauc(0.2).std()
+    fnmr0 = edc(s, y, q[pairs[:, 0]], q[pairs[:, 1]], discard=DISCARD)["fnmr"].iloc[0]
+    areas = base.pauc(0.2)
+    assert abs(areas.mean() - fnmr0 * 0.2) < 3 * areas.std(ddof=1) / math.sqrt(len(areas))  # still centred
+    with pytest.raises(ValueError, match=r"pairs must be \(7140, 2\) integer image indices"):
+        random_edc(s, y, pairs=pairs[:-1])
+    with pytest.raises(ValueError, match="negative image indices"):
+        random_edc(s, y, pairs=pairs - 1)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

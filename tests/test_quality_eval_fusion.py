@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from adaface_lab.quality_eval import Templates, fuse_templates, fusion_table, make_templates, template_verification
+from adaface_lab.quality_eval import (
+    Templates,
+    all_pairs,
+    fuse_templates,
+    fusion_table,
+    make_templates,
+    template_verification,
+)
 
 # Six unit embeddings in the plane, three templates of two: (img0, img1), (img2, img3) of "A", (img4, img5) of "B".
 EMB = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -43,6 +50,15 @@ def test_template_scores_by_hand():
     np.testing.assert_allclose(r["scores"], [3 / R10, 0.0, -1 / R10], atol=1e-12)
     assert r["issame"].tolist() == [True, False, False]
     assert r["n_genuine"] == 1 and r["n_impostor"] == 2 and r["auc"] == 1.0
+
+
+def test_all_pairs_of_single_images_by_hand():
+    scores, issame, pairs = all_pairs(EMB[:4] * 3.0, ["A", "A", "B", "A"])  # rows normalised first
+    assert pairs.tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    np.testing.assert_allclose(scores, [0.0, 0.6, 1.0, 0.8, 0.0, 0.6], atol=1e-12)
+    assert issame.tolist() == [True, False, True, False, True, False]
+    with pytest.raises(ValueError, match="one label per row"):
+        all_pairs(EMB, ["A"])
 
 
 def test_make_templates_groups_k_images_of_one_identity():

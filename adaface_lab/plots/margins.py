@@ -573,7 +573,7 @@ def _png_via_chromium(fig: go.Figure, width: int, height: int, timeout: float) -
         html = Path(tmp) / "figure.html"
         png = Path(tmp) / "figure.png"
         page = fig.to_html(include_plotlyjs=True, full_html=True, default_width=f"{width}px",
-                           default_height=f"{height}px", config={"displayModeBar": False})
+                           default_height=f"{height}px", config={"displayModeBar": False}, auto_play=False)
         page = page.replace("<body>", '<body style="margin:0">', 1)
         html.write_text(page, encoding="utf-8")
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -591,6 +591,8 @@ def static_image(fig: go.Figure, *, width: int | None = None, height: int | None
                  scale: float = 1.0, timeout: float = 60.0) -> bytes:
     """The figure as PNG bytes: through kaleido (which drives the machine's Chromium) when it is
     installed and works, else by screenshotting the figure's HTML in headless Chromium directly.
+    An animated figure is drawn as it opens, before Play: at the frame its data hold (for
+    :func:`~adaface_lab.plots.toy_feature_figure`, the one ``start`` picks).
 
     Raises RuntimeError when neither is available.
     """
@@ -616,12 +618,13 @@ def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
     """Write the figure as an interactive HTML file and/or a PNG (see :func:`static_image`).
 
     ``include_plotlyjs=True`` embeds plotly.js (about 4 MB) so the HTML works offline; pass "cdn"
-    for small files that need the network. Files are written atomically. Returns the paths written.
+    for small files that need the network. An animated figure waits for its Play button (plotly's
+    HTML would start playing on load). Files are written atomically. Returns the paths written.
     """
     written: dict[str, Path] = {}
     if path_html is not None:
         html_path = Path(path_html)
-        html = fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True)
+        html = fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True, auto_play=False)
         _write_atomic(html_path, html.encode("utf-8"))
         written["html"] = html_path
     if path_png is not None:

@@ -150,7 +150,7 @@ def _controls(frame_names: list[str], redraw: bool, duration_ms: int, active: in
         for name in frame_names]
     return dict(
         updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], showactive=False,
-                          x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(r=8, t=8))],
+                          x=0.0, y=-0.02, xanchor="left", yanchor="top", pad=dict(r=8, t=28))],
         sliders=[dict(active=active, steps=steps, x=0.2, len=0.8, y=-0.02, yanchor="top",
                       currentvalue=dict(prefix="step ", font=dict(size=13, color="#333")), pad=dict(t=8),
                       font=dict(color="rgba(0,0,0,0)"),  # no label under every tick: the value says it
@@ -208,6 +208,7 @@ def toy_feature_figure(runs: RunsLike, *, max_frames: int = 60, max_points: int 
     what = "circle" if dim == 2 else "sphere"
     _layout(fig, f"Features before normalisation on the {what} (radius = ‖z‖; size = quality, × = beyond "
             "recognition)", height, legend=dict(x=1.01, y=1, xanchor="left"), uirevision="toy-features")
+    fig.update_layout(margin=dict(b=100))  # room for Play, Pause and the slider under the axes' labels
     # frames skip plotly's per-property validation (0.3 s of 60 frames, 4× the rest of the build);
     # tests/test_plots_toy.py validates the whole figure
     fig = go.Figure(data=fig.data, layout=fig.layout, _validate=False)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_path
 from ..data.images import DEFAULT_MAX_PIXELS, CorruptImageError
+from ..errors import one_line
 from .score import brisque, load_image, quality_from_brisque
 
 IMAGE_SUFFIXES = frozenset(
@@ -216,15 +217,6 @@ def _summary(rows: list[tuple[str, float, float]], skipped: list[tuple[Path, str
     return msg
 
 
-def _one_line(e: BaseException) -> str:
-    """An exception as one plain line: its message, or its type when it has none."""
-    if isinstance(e, OSError) and e.strerror and e.filename:
-        text = f"{e.strerror}: {e.filename}"
-    else:
-        text = str(e) or type(e).__name__
-    return " ".join(text.split())
-
-
 def run_quality(args: argparse.Namespace) -> int:
     """Score ``args.paths`` and write the CSV. Returns the exit status: 0 when the CSV is written
     (unreadable files are skipped, listed and counted), 2 on a failure (one ``error: ...`` line on
@@ -237,7 +229,7 @@ def run_quality(args: argparse.Namespace) -> int:
     except Exception as e:  # every failure ends in one line; --debug shows the traceback
         if getattr(args, "debug", False):
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -353,9 +353,15 @@ def random_edc(
     draws: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    pairs: Any = None,
 ) -> RandomBaseline:
-    """The random-quality baseline: :func:`edc` of ``draws`` independent uniform pair qualities
-    (equivalently, random orders of the pairs).
+    """The random-quality baseline: :func:`edc` of ``draws`` independent uniform qualities.
+
+    Without ``pairs``, one uniform value per pair (equivalently, random orders of the pairs). With
+    ``pairs`` (P, 2) image indices, one uniform value per *image*, the pair quality being the lower of
+    its two (rule 1): the null of a per-image quality measure. When pairs share images (all pairs of a
+    set of images, say), discarding one poor image drops all its pairs at once, and the band of
+    per-image draws is wider than that of per-pair draws — compare a per-image measure with this one.
 
     Its mean curve sits at FNMR(0) (the module docstring); the band shows how far a measure with no
     information strays by chance on these pairs. ``discard`` must be ascending for :meth:`RandomBaseline.pauc`.
@@ -372,9 +378,26 @@ def random_edc(
     m = _discard_counts(d, len(s))
     rng = np.random.default_rng(seed)
     fnm = y & (s < t)
-    # A uniform quality per pair orders the pairs by a random permutation (ties have probability 0).
-    curves = np.stack([_fnmr_after_discard(None, y, fnm, m, order=rng.permutation(len(s)))[0] for _ in range(draws)])
-    return RandomBaseline(discard=d, curves=curves, threshold=t, level=level)
+    if pairs is None:
+        # A uniform quality per pair orders the pairs by a random permutation (ties have probability 0).
+        curves = [_fnmr_after_discard(None, y, fnm, m, order=rng.permutation(len(s)))[0] for _ in range(draws)]
+    else:
+        index = _pair_index(pairs, len(s))
+        n_images = int(index.max()) + 1
+        # Pairs that share their worse image tie (rule 4 shares them out).
+        curves = [_fnmr_after_discard(rng.random(n_images)[index].min(axis=1), y, fnm, m)[0] for _ in range(draws)]
+    return RandomBaseline(discard=d, curves=np.stack(curves), threshold=t, level=level)
+
+
+def _pair_index(pairs: Any, n_pairs: int) -> np.ndarray:
+    """``pairs`` as (P, 2) non-negative int64 image indices, one row per pair."""
+    index = np.asarray(pairs)
+    if index.ndim != 2 or index.shape != (n_pairs, 2) or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"pairs must be ({n_pairs}, 2) integer image indices, one row per pair; got shape "
+                         f"{index.shape} of {index.dtype}")
+    if n_pairs and index.min() < 0:
+        raise ValueError("pairs hold negative image indices")
+    return index.astype(np.int64)
 
 
 def pauc_table(

@@ -9,7 +9,8 @@ A template is k images of one identity fused into one feature. With unit embeddi
 - any quality measure q: w_i = q_i (non-negative), a quality-weighted mean.
 
 Templates come from held-out identities; every pair of templates is compared by the cosine of
-their fused features, and TAR@FAR is read off :func:`~adaface_lab.evaluate.verification_metrics`::
+their fused features (:func:`all_pairs`, which also pairs single images), and TAR@FAR is read off
+:func:`~adaface_lab.evaluate.verification_metrics`::
 
     table = fusion_table(emb, norms, labels, k=5, qualities={"serfiq": q}, draws=5)
 """
@@ -25,7 +26,7 @@ import pandas as pd
 
 from ..evaluate import DEFAULT_FAR_TARGETS, verification_metrics
 
-__all__ = ["Templates", "fuse_templates", "fusion_table", "make_templates", "template_verification"]
+__all__ = ["Templates", "all_pairs", "fuse_templates", "fusion_table", "make_templates", "template_verification"]
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,31 @@ def template_verification(
     y = np.asarray(template_labels)
     if f.ndim != 2 or len(f) != len(y):
         raise ValueError(f"fused must be (T, E) with one label per template, got {f.shape} and {y.shape}")
-    i, j = np.triu_indices(len(f), k=1)
-    scores = (f @ f.T)[i, j]  # (T(T-1)/2,) cosines
-    issame = y[i] == y[j]
+    scores, issame, pairs = all_pairs(f, y)
     if not issame.any() or issame.all():
         raise ValueError(
             f"set-to-set verification needs genuine and impostor template pairs, got {int(issame.sum())} genuine "
             f"and {int((~issame).sum())} impostor (an identity needs at least 2k images for a genuine pair)"
         )
     result = verification_metrics(scores, issame, folds=min(folds, len(scores)), far_targets=far_targets)
-    result.update(scores=scores, issame=issame, pairs=np.stack([i, j], axis=1))
+    result.update(scores=scores, issame=issame, pairs=pairs)
     return result
+
+
+def all_pairs(embeddings: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``(i, j)``, i < j, of a set of unit embeddings (N, E) with labels (N,), row by row:
+    ``scores`` (P,) the cosines, ``issame`` (P,) bool, ``pairs`` (P, 2) the image indices; P = N(N−1)/2.
+
+    Rows are normalised here in any case. The pairs share images: per-image qualities go to
+    :func:`~.edc.edc_tables` and :func:`~.edc.random_edc` with ``pairs=``.
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(labels).reshape(-1)
+    if e.ndim != 2 or len(e) != len(y):
+        raise ValueError(f"embeddings must be (N, E) with one label per row, got {e.shape} and {y.shape}")
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    i, j = np.triu_indices(len(e), k=1)
+    return (e @ e.T)[i, j], y[i] == y[j], np.stack([i, j], axis=1)  # (P,), (P,), (P, 2)
 
 
 def fusion_table(
