@@ -59,3 +59,16 @@ def arc_gst(deg, s: float, shift, add, phi_deg: float, detached: bool = False):
     with np.errstate(divide="ignore", invalid="ignore"):  # θ = 0: outside any compared range
         dfdc = s if detached else np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
         return (1.0 - two_class_p_y(f, s * np.cos(theta_j))) * dfdc
+
+
+def softmax_p_y(logits, labels):
+    """P_y: the softmax probability of each row's target class, (B, C) logits -> (B,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    return p[np.arange(len(p)), np.asarray(labels)]
+
+
+def z_hat_from_p_y(p_y, mean, std, h: float, eps: float = EPS):
+    """AdaFace's ẑ with P_y as the proxy: clip(h·(P_y − μ_P)/(σ_P + ε), −1, 1), P_y not clipped."""
+    return np.clip(h * (np.asarray(p_y) - mean) / (std + eps), -1.0, 1.0)
