@@ -7,6 +7,7 @@
     adaface-lab train --out runs/demo --resume                # continue the run in runs/demo from its checkpoint
     adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
+    adaface-lab sweep --grid head=arcface,adaface --seeds 3 --out sweeps/heads   # a grid × seeds, with CIs
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
 
 Other modules define their sub-commands: ``SUBCOMMAND_HOOKS`` lists their ``add_<name>_subparser(subparsers)``
@@ -30,13 +31,15 @@ from typing import Any, Callable
 # conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .experiments.cli import add_sweep_subparser  # noqa: E402
 from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
 from .reports import add_reports_subparser  # noqa: E402
 
-__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS"]
+__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS", "add_train_options", "train_overrides"]
 
 #: The functions that register the sub-commands besides ``train``, in the order ``--help`` lists them.
 SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
+    add_sweep_subparser,
     add_quality_subparser,
     add_reports_subparser,
 )
@@ -112,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train``: one option per :class:`~adaface_lab.config.TrainConfig` field."""
-    from .config import TrainConfig
     from .runs import RUN_FILES
 
     p = subparsers.add_parser(
@@ -121,9 +123,22 @@ def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
         "given keep their defaults (or, with --resume, the run's saved values). A folder that holds a run "
         "is refused unless --resume or --overwrite says what to do with it.",
     )  # fmt: skip
+    add_train_options(p)
+    p.set_defaults(func=_run_train)
+    return p
+
+
+def add_train_options(p: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """Add one option per :class:`~adaface_lab.config.TrainConfig` field (``--field-name``; dict fields as
+    a repeatable ``--head-param KEY=VALUE``) to ``p``, except the fields in ``skip``. An option not given
+    is absent from the parsed namespace (:func:`train_overrides` reads what was)."""
+    from .config import TrainConfig
+
     defaults = TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         kind = _parse_kind(hints[f.name])
@@ -136,8 +151,19 @@ def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
             p.add_argument(flag.removesuffix("s"), action="append", metavar="KEY=VALUE", type=_key_value, **common)
         else:
             p.add_argument(flag, type=kind, metavar=_METAVARS.get(kind, "VALUE"), **common)
-    p.set_defaults(func=_run_train)
-    return p
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on a command line parsed with :func:`add_train_options`, as
+    ``TrainConfig.from_overrides`` takes them (``--head-param`` pairs gathered into a dict)."""
+    from .config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    for name in ("head_params", "backbone_params"):
+        if name in given:
+            given[name] = dict(given[name])
+    return given
 
 
 def _parse_kind(hint: Any) -> Any:
@@ -200,10 +226,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from .runs import RUN_FILES, RunFolder
     from .train import train
 
-    given = {k: v for k, v in vars(args).items() if k != "func"}
-    for name in ("head_params", "backbone_params"):
-        if name in given:
-            given[name] = dict(given[name])
+    given = train_overrides(args)
     overrides: dict[str, Any] = {}
     if given.get("resume"):
         folder = RunFolder(Path(given.get("out", TrainConfig().out)))
