@@ -28,6 +28,7 @@ PAGES = [
     ("views/gallery.py", "Method gallery", "gallery"),
     ("views/training_runs.py", "Training runs", "training"),
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
+    ("views/sweeps.py", "Sweeps", "sweeps"),
 ]
 
 pages = [st.Page(path, title=title, url_path=url, default=i == 0) for i, (path, title, url) in enumerate(PAGES)]

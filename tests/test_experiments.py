@@ -4,6 +4,8 @@ executors' settings, and one plain ``error:`` line for each kind of bad input.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +18,12 @@ from adaface_lab.experiments import (
     GridError,
     SweepSpec,
     compare_with_baseline,
+    ablation_plan,
     full_head_params,
+    interval_sign,
     noise_verdict,
     parse_grid,
+    sign_verdict,
     summarise,
     t_interval,
 )
@@ -180,3 +185,56 @@ def test_grid_errors_are_value_errors_for_library_callers() -> None:
     with pytest.raises(GridError):
         SweepSpec.parse(["nope=1"])
     assert issubclass(GridError, ValueError)
+
+
+def test_options_joined_by_plus_take_each_value_together() -> None:
+    spec = SweepSpec.parse(["crop-prob+lowres-prob+photometric_prob=0,0.2"], shared={"head": "cosface"})
+    assert spec.keys == ["crop-prob+lowres-prob+photometric-prob"]
+    probs = [(c.crop_prob, c.lowres_prob, c.photometric_prob) for _, _, c in spec.configs()]
+    assert probs == [(0.0, 0.0, 0.0), (0.2, 0.2, 0.2)]
+    again = SweepSpec.from_json(json.loads(json.dumps(spec.to_json())))  # as sweep.json stores it
+    assert [c.to_dict() for _, _, c in again.configs()] == [c.to_dict() for _, _, c in spec.configs()]
+    with pytest.raises(GridError, match="named twice"):
+        parse_grid(["crop-prob+crop-prob=0,1"])
+
+
+def test_the_sign_verdict_says_where_the_sign_settles() -> None:
+    def summary(lows, highs):
+        return pd.DataFrame({"n": [100, 300, 1000], "r_mean": [(a + b) / 2 for a, b in zip(lows, highs)],
+                             "r_ci_low": lows, "r_ci_high": highs})
+
+    assert interval_sign(0.1, 0.3) == "positive" and interval_sign(-0.3, -0.1) == "negative"
+    assert interval_sign(-0.1, 0.3) == "unsettled" and interval_sign(np.nan, np.nan) == "unsettled"
+    text = sign_verdict(summary([-0.2, 0.05, 0.1], [0.1, 0.3, 0.4]), "r", "n", "r(‖z‖, q)")
+    assert text.startswith("r(‖z‖, q) (95 % interval over seeds) — n=100: -0.050 [-0.200, +0.100], unsettled")
+    assert text.endswith("The sign settles positive from n=300 on, beyond the seeds' noise.")
+    assert sign_verdict(summary([0.1, 0.1, 0.1], [0.2, 0.2, 0.2]), "r", "n").endswith("positive at every value, "
+                                                                                    "beyond the seeds' noise.")
+    assert "not settled at the largest value" in sign_verdict(summary([0.1, 0.1, -0.1], [0.2, 0.2, 0.2]), "r", "n")
+    # settled on the wrong side first, then reversed: only the last stretch counts
+    flip = sign_verdict(summary([-0.3, 0.1, 0.1], [-0.1, 0.2, 0.2]), "r", "n")
+    assert flip.endswith("settles positive from n=300 on, beyond the seeds' noise.")
+
+
+def test_the_ablation_questions_share_adafaces_default_run(tmp_path) -> None:
+    plan = ablation_plan("small", store=tmp_path)
+    paths = {a.key: {run.path for run in plan.spec(a).plan(plan.store / "runs")} for a in plan.ablations}
+    shared = set.intersection(*(paths[k] for k in "abcde"))
+    assert len(shared) == plan.seeds  # AdaFace with its official settings: one run per seed for (a)-(e)
+    assert paths["f"] & shared  # the scale study's default size is that run too
+    points = {"a": 4, "b": 3, "c": 2, "d": 2, "e": 5, "f": 3}
+    assert {k: len(v) for k, v in paths.items()} == {k: n * plan.seeds for k, n in points.items()}
+    assert len(set().union(*paths.values())) == (4 + 2 + 1 + 1 + 4 + 2) * plan.seeds
+    assert plan.metric(plan.ablations[-1]) == "r_norm_qseverity"
+    full = ablation_plan("full", store=tmp_path)
+    sizes = [c.num_identities for _, _, c in full.spec(full.ablations[-1]).configs()]
+    assert sorted(set(sizes)) == [100, 300, 800, 3000] and full.seeds == 3
+    assert all(c.epochs == 10 and c.brisque for a in full.ablations for _, _, c in full.spec(a).configs())
+    with pytest.raises(ValueError, match="small mode trains on SyntheticFaces only"):
+        ablation_plan("small", data=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        ablation_plan("full", data=str(tmp_path / "nope"))
+    folder = ablation_plan("full", data=str(tmp_path))  # any folder: nothing is read until a run starts
+    config = folder.spec(folder.ablations[0]).configs()[0][2]
+    assert (config.data, config.center_crop, config.epochs) == (str(tmp_path.resolve()), 112, 8)
+    assert folder.metric(folder.ablations[-1]) == "r_norm_qseverity" and folder.quality_metric == "r_norm_qbrisque"

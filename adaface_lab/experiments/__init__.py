@@ -17,13 +17,25 @@ confidence intervals — the paper's ablations asked over several seeds (``noteb
 - :mod:`.stats` — t-intervals over seeds and paired differences with a baseline;
 - :mod:`.execution` — submitit (local processes or Slurm), a queue of runs, ``--jobs`` workers;
 - :mod:`.sweep` — the sweep folder, :func:`run_sweep`, :func:`load_sweep`, :func:`sweep_status`;
-- :mod:`.monitor` — the progress bar; :mod:`.cli` — ``adaface-lab sweep``.
+- :mod:`.monitor` — the progress bar; :mod:`.cli` — ``adaface-lab sweep``;
+- :mod:`.ablations` — the paper's ablation questions as sweeps, and each mode's settings (notebook 6).
 """
 
+from .ablations import ABLATIONS, Ablation, AblationPlan, ablation_plan
 from .execution import EXECUTORS, Execution
 from .grid import Axis, GridError, grid_points, parse_grid, parse_point, point_label
 from .metrics import BINS, METRICS, MetricSettings, RunMetrics, compute_metrics, metric_label, metric_names, register_metric
-from .stats import CONFIDENCE, Interval, beyond_noise, compare_with_baseline, noise_verdict, summarise, t_interval
+from .stats import (
+    CONFIDENCE,
+    Interval,
+    beyond_noise,
+    compare_with_baseline,
+    interval_sign,
+    noise_verdict,
+    sign_verdict,
+    summarise,
+    t_interval,
+)
 from .sweep import (
     COMPARISON_CSV,
     RUNS_CSV,
@@ -33,19 +45,25 @@ from .sweep import (
     SweepFolder,
     SweepResults,
     SweepSpec,
+    find_sweeps,
     format_summary,
     full_head_params,
     load_sweep,
+    queue_status,
     run_sweep,
+    run_sweeps,
     sweep_status,
 )
 
 __all__ = [
+    "ABLATIONS", "Ablation", "AblationPlan", "ablation_plan",
     "EXECUTORS", "Execution",
     "Axis", "GridError", "grid_points", "parse_grid", "parse_point", "point_label",
     "BINS", "METRICS", "MetricSettings", "RunMetrics", "compute_metrics", "metric_label", "metric_names",
     "register_metric",
-    "CONFIDENCE", "Interval", "beyond_noise", "compare_with_baseline", "noise_verdict", "summarise", "t_interval",
+    "CONFIDENCE", "Interval", "beyond_noise", "compare_with_baseline", "interval_sign", "noise_verdict", "sign_verdict",
+    "summarise", "t_interval",
     "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV", "PlannedRun", "SweepFolder", "SweepResults", "SweepSpec",
-    "format_summary", "full_head_params", "load_sweep", "run_sweep", "sweep_status",
+    "find_sweeps", "format_summary", "full_head_params", "load_sweep", "queue_status", "run_sweep", "run_sweeps",
+    "sweep_status",
 ]  # fmt: skip

@@ -116,13 +116,17 @@ class Task:
 
 class TaskQueue:
     """A folder of tasks: ``tasks.json`` (the tasks and a shared ``context``), ``claims/<name>`` (created
-    exclusively by the worker that takes a task) and ``states/<name>.json`` (where each task is)."""
+    exclusively by the worker that takes a task) and ``states/<name>.json`` (where each task is).
+
+    A queue whose ``context["queue"]`` names another queue folder is a view of some of that queue's tasks:
+    their claims and states are the other queue's (several sweeps run by one set of workers)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         data = json.loads((self.folder / "tasks.json").read_text())
         self.context: dict[str, Any] = data["context"]
         self.tasks = [Task(**t) for t in data["tasks"]]
+        self.work_dir = Path(self.context.get("queue", self.folder))
 
     @classmethod
     def create(cls, folder: Path, tasks: Sequence[Task], context: dict[str, Any]) -> "TaskQueue":
@@ -130,7 +134,7 @@ class TaskQueue:
         if len(set(names)) != len(names):
             raise ValueError("two tasks of a queue share a name")
         for sub in ("claims", "states"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (Path(context.get("queue", folder)) / sub).mkdir(parents=True, exist_ok=True)
         write_text_atomic(folder / "tasks.json", json.dumps(
             {"context": context, "tasks": [t.__dict__ for t in tasks]}, indent=1, default=str))
         return cls(folder)
@@ -142,19 +146,19 @@ class TaskQueue:
     def claim(self, name: str) -> bool:
         """Take task ``name`` for this process; False when another already has."""
         try:
-            os.close(os.open(self.folder / "claims" / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(self.work_dir / "claims" / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return False
         return True
 
     def set_state(self, name: str, state: str, **info: Any) -> None:
         record = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(), **info}
-        write_text_atomic(self.folder / "states" / f"{name}.json", json.dumps(record, default=str))
+        write_text_atomic(self.work_dir / "states" / f"{name}.json", json.dumps(record, default=str))
 
     def states(self) -> dict[str, dict[str, Any]]:
         """{task name: its last state record} for the tasks a worker has taken."""
         out = {}
-        for path in (self.folder / "states").glob("*.json"):
+        for path in (self.work_dir / "states").glob("*.json"):
             try:
                 out[path.stem] = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):  # being replaced: read it at the next poll

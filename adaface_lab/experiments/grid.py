@@ -8,7 +8,8 @@
     # {"epochs": 3, "head": "arcface", "head_params": {"h": 0}}
 
 A grid key is a train option's name without its dashes (``head``, ``epochs``, ``crop-prob``), or, for the
-KEY=VALUE options, ``head-param.KEY`` and ``backbone-param.KEY``. Values are separated by commas (by
+KEY=VALUE options, ``head-param.KEY`` and ``backbone-param.KEY``; options joined by ``+`` take the same
+values together (``crop-prob+lowres-prob+photometric-prob=0,0.2``: augmentation off and on). Values are separated by commas (by
 semicolons when the text holds one, for a list-valued option such as ``lr-milestones``) and converted by
 the train command's own parser (:func:`adaface_lab.cli.add_train_options`), so a value means here what it
 means on ``adaface-lab train``'s command line. Every mistake is a :class:`GridError` of one plain line.
@@ -17,6 +18,7 @@ means on ``adaface-lab train``'s command line. Every mistake is a :class:`GridEr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import itertools
 from collections.abc import Collection, Mapping, Sequence
@@ -59,19 +61,29 @@ def _train_parser() -> _RaisingParser:
 @dataclass(frozen=True)
 class Axis:
     """One grid axis: the option ``key`` as typed (``head-param.h``), the TrainConfig ``field`` it sets
-    (``head_params``), the entry of a dict field (``sub``, e.g. ``h``) and its ``values``, converted."""
+    (``head_params``), the entry of a dict field (``sub``, e.g. ``h``) and its ``values``, converted.
+
+    Options joined by ``+`` (``crop-prob+lowres-prob+photometric-prob=0,0.2``) are one axis that sets them
+    all to the same value: the first is this axis, the others are ``tied`` (each with its own values)."""
 
     key: str
     field: str
     sub: str | None
     values: tuple[Any, ...]
+    tied: tuple["Axis", ...] = ()
 
     @classmethod
     def of(cls, key: str, values: Sequence[Any]) -> "Axis":
         """An axis whose values are already converted (as written in ``sweep.json``)."""
-        name, _, sub = key.partition(".")
+        first, *others = key.split("+")
+        name, _, sub = first.partition(".")
         field = name.replace("-", "_") + ("s" if sub else "")
-        return cls(key, field, sub or None, tuple(values))
+        return cls(key, field, sub or None, tuple(values), tuple(cls.of(k, values) for k in others))
+
+    def settings(self, value: Any) -> list[tuple[str, str | None, Any]]:
+        """(field, dict entry or None, value) of every option this axis sets at ``value``."""
+        i = next(i for i, v in enumerate(self.values) if same_value(v, value))
+        return [(a.field, a.sub, a.values[i]) for a in (self, *self.tied)]
 
 
 def parse_grid(specs: Sequence[str], sweep_options: Collection[str] = ()) -> list[Axis]:
@@ -119,16 +131,10 @@ def point_overrides(point: Mapping[str, Any], axes: Sequence[Axis], shared: Mapp
     point's values set. Raises :class:`GridError` when an axis is also a shared option."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in shared.items()}
     for axis in axes:
-        value = point[axis.key]
-        if axis.sub is None:
-            if axis.field in shared:
+        for field, sub, value in axis.settings(point[axis.key]):
+            if field in shared and (sub is None or sub in (shared[field] or {})):
                 raise GridError(f"{axis.key} is both a grid axis and a shared option: give it in one place")
-            out[axis.field] = value
-        else:
-            if axis.sub in (shared.get(axis.field) or {}):
-                raise GridError(f"{axis.key} is both a grid axis and a shared --{axis.key.split('.')[0]}: "
-                                "give it in one place")  # fmt: skip
-            out[axis.field] = {**out.get(axis.field, {}), axis.sub: value}
+            out[field] = value if sub is None else {**out.get(field, {}), sub: value}
     return out
 
 
@@ -156,6 +162,11 @@ def _split(spec: str) -> tuple[str, str]:
 
 
 def _axis(parser: _RaisingParser, key: str, text: str, spec: str, sweep_options: Collection[str]) -> Axis:
+    if "+" in key:  # options set together
+        parts = [_axis(parser, k.strip(), text, spec, sweep_options) for k in key.split("+")]
+        if len({p.key for p in parts}) < len(parts):
+            raise GridError(f"--grid {spec}: an option is named twice in {key!r}")
+        return dataclasses.replace(parts[0], key="+".join(p.key for p in parts), tied=tuple(parts[1:]))
     name, _, sub = key.partition(".")
     action = _train_option(parser, name, key, spec, sweep_options)
     name = _flag(action)[2:]  # the option's own spelling (num_identities -> num-identities)

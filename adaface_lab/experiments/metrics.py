@@ -224,13 +224,14 @@ _LABELS = {
 }  # fmt: skip
 
 
-def metric_label(column: str) -> str:
-    """A readable name for a metric column (``ver_auc_low`` -> ``verification AUC, low-quality pairs``)."""
+def metric_label(column: str, html: bool = True) -> str:
+    """A readable name for a metric column (``ver_auc_low`` -> ``verification AUC, low-quality pairs``);
+    ``html=False``: plain text (P_y rather than P<sub>y</sub>)."""
     if column in _LABELS:
-        return _LABELS[column]
-    for b in BINS:
-        if column.endswith(f"_{b}"):
-            return f"{metric_label(column[: -len(b) - 1])}, {b}-quality pairs"
-    if column.startswith("ver_tar@far="):
-        return f"verification TAR at FAR {column.split('=', 1)[1]}"
-    return column
+        label = _LABELS[column]
+    elif column.startswith("ver_tar@far=") and not column.endswith(BINS):
+        label = f"verification TAR at FAR {column.split('=', 1)[1]}"
+    else:
+        label = next((f"{metric_label(column[: -len(b) - 1])}, {b}-quality pairs" for b in BINS
+                      if column.endswith(f"_{b}")), column)  # fmt: skip
+    return label if html else label.replace("<sub>", "_").replace("</sub>", "")

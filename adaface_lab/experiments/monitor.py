@@ -33,7 +33,8 @@ class Monitor:
         for _, row in table.iterrows():
             before = self.seen.get(row["run"])
             if before is not None and before != row["state"] and row["state"] in ("done", "failed", "stopped"):
-                self.bar.write(f"{row['state']:>7}: {row['label']}" + (f" ({row['detail']})" if row["detail"] else ""))
+                if self.show:
+                    self.bar.write(f"{row['state']:>7}: {row['label']}" + (f" ({row['detail']})" if row["detail"] else ""))
             self.seen[row["run"]] = row["state"]
         counts = Counter(table["state"])
         self.bar.n = float(table["fraction"].sum())

@@ -30,7 +30,7 @@ from scipy import stats
 from .grid import point_label, same_value
 
 __all__ = ["CONFIDENCE", "Interval", "t_interval", "summarise", "compare_with_baseline", "beyond_noise",
-           "noise_verdict"]  # fmt: skip
+           "noise_verdict", "interval_sign", "sign_verdict"]  # fmt: skip
 
 CONFIDENCE = 0.95
 
@@ -131,7 +131,7 @@ def noise_verdict(comparison: pd.DataFrame, metric: str, keys: Sequence[str], la
     name = label or metric
     if comparison.empty:
         return f"{name}: no point to compare with the baseline."
-    pct = f"{confidence:.0%}"
+    pct = f"{confidence * 100:.0f} %"
     beyond = beyond_noise(comparison, metric)
     clear, unclear = [], []
     for (_, row), out in zip(comparison.iterrows(), beyond):
@@ -146,3 +146,33 @@ def noise_verdict(comparison: pd.DataFrame, metric: str, keys: Sequence[str], la
                 f"the paired difference includes 0).")  # fmt: skip
     text = f"{name}: beyond the seeds' noise ({pct} interval of the paired difference excludes 0): {'; '.join(clear)}"
     return text + (f"; within the noise: {', '.join(unclear)}." if unclear else ".")
+
+
+def interval_sign(low: float, high: float) -> str:
+    """``positive`` (the interval lies above 0), ``negative`` (below 0) or ``unsettled`` (it holds 0, or is
+    undefined)."""
+    if low > 0:
+        return "positive"
+    if high < 0:
+        return "negative"
+    return "unsettled"
+
+
+def sign_verdict(summary: pd.DataFrame, metric: str, x: str, label: str | None = None) -> str:
+    """One sentence on the sign of ``metric`` along the grid values ``x`` (one row of ``summary`` per value):
+    its mean and 95 % interval at each, and from which value on the sign is settled (every interval from
+    there on on the same side of 0)."""
+    rows = summary.sort_values(x, kind="stable")
+    signs = [interval_sign(lo, hi) for lo, hi in zip(rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"])]
+    parts = [f"{x}={v}: {m:+.3f} [{lo:+.3f}, {hi:+.3f}], {sign}"
+             for v, m, lo, hi, sign in zip(rows[x], rows[f"{metric}_mean"], rows[f"{metric}_ci_low"],
+                                          rows[f"{metric}_ci_high"], signs)]  # fmt: skip
+    text = f"{label or metric} (95 % interval over seeds) — {'; '.join(parts)}. "
+    start = len(signs)
+    while start > 0 and signs[start - 1] == signs[-1] != "unsettled":
+        start -= 1
+    if start == len(signs):
+        return text + "The sign is not settled at the largest value: no conclusion about its sign there."
+    if start == 0:
+        return text + f"The sign is {signs[-1]} at every value, beyond the seeds' noise."
+    return text + f"The sign settles {signs[-1]} from {x}={rows[x].iloc[start]} on, beyond the seeds' noise."

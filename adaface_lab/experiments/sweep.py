@@ -53,8 +53,8 @@ from .grid import Axis, GridError, grid_points, parse_grid, parse_point, point_l
 from .metrics import MetricSettings, compute_metrics, metric_names
 from .stats import compare_with_baseline, noise_verdict, summarise
 
-__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "run_sweep", "load_sweep", "sweep_status",
-           "format_summary", "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV"]  # fmt: skip
+__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "run_sweep", "run_sweeps", "load_sweep", "sweep_status", "queue_status",
+           "find_sweeps", "format_summary", "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV"]  # fmt: skip
 
 SPEC, RUNS_CSV, SUMMARY_CSV, COMPARISON_CSV = "sweep.json", "runs.csv", "summary.csv", "comparison.csv"
 
@@ -136,6 +136,11 @@ class SweepSpec:
             seen[run.path] = run
         return planned
 
+    def describe(self) -> str:
+        """``head-param.h ∈ {0, 0.333} × 2 seeds`` (the grid in words)."""
+        grid = " × ".join(f"{a.key} ∈ {{{', '.join(map(str, a.values))}}}" for a in self.axes)
+        return f"{grid or 'one setting'} × {self.seeds} seed{'s' if self.seeds != 1 else ''}"
+
     def to_json(self) -> dict[str, Any]:
         return {"grid": {a.key: list(a.values) for a in self.axes}, "seeds": self.seeds, "shared": self.shared,
                 "baseline": self.baseline, "metrics": self.metrics.to_dict()}  # fmt: skip
@@ -183,9 +188,6 @@ class SweepFolder:
     def latest_queue(self) -> Path | None:
         queues = sorted((self.path / ".queue").glob("*/tasks.json"))
         return queues[-1].parent if queues else None
-
-    def new_queue(self) -> Path:
-        return self.path / ".queue" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
     def read_metrics(self, name: str, settings: MetricSettings) -> dict[str, float] | None:
         """A run's stored metrics, or None when absent, damaged or taken with other settings."""
@@ -273,8 +275,23 @@ def load_sweep(out: str | os.PathLike[str]) -> SweepResults:
     if not (path / RUNS_CSV).is_file():
         raise FileNotFoundError(f"no {RUNS_CSV} in {path} yet: the sweep has not finished a first time")
     runs = pd.read_csv(path / RUNS_CSV)
-    summary, comparison = _tables(spec, runs)
+    summary, comparison = _tables(spec, runs)  # what the files hold, unless they are missing
+    if (path / SUMMARY_CSV).is_file():
+        summary = pd.read_csv(path / SUMMARY_CSV)
+    if comparison is not None and (path / COMPARISON_CSV).is_file():
+        comparison = pd.read_csv(path / COMPARISON_CSV)
     return SweepResults(path, spec, runs, summary, comparison)
+
+
+def find_sweeps(path: str | os.PathLike[str]) -> list[Path]:
+    """``[path]`` if it is a sweep folder (it holds ``sweep.json``), else its sub-folders that are, newest first."""
+    path = Path(path)
+    if (path / SPEC).is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    found = [p for p in path.iterdir() if (p / SPEC).is_file()]
+    return sorted(found, key=lambda p: (-(p / SPEC).stat().st_mtime, p.name))
 
 
 # --------------------------------------------------------------------------- running
@@ -289,11 +306,68 @@ def _train_and_measure(task: dict[str, Any], context: dict[str, Any], report: Ca
     report("training")
     run = get_or_train(config, cache_dir=context["cache_dir"])
     report("measuring")
-    settings = MetricSettings.from_dict(context["metrics"])
+    settings = MetricSettings.from_dict(task["metrics"])
     device = pick_device(config.device)
     values, pairs = compute_metrics(run, settings, device="cpu" if device.type == "mps" else device)
-    folder = SweepFolder(context["out"], context["store"])
-    folder.write_metrics(task["name"], settings, values, pairs)
+    SweepFolder(context["store"]).write_metrics(task["name"], settings, values, pairs)
+
+
+def _prepare(spec: SweepSpec, out: str | os.PathLike[str], store: str | os.PathLike[str] | None,
+             execution: Execution) -> tuple[SweepFolder, list[PlannedRun], list[Task]]:  # fmt: skip
+    """The sweep's folder (with its ``sweep.json``), its runs, and a task per run (done: not to do)."""
+    folder = SweepFolder(out, store)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder.spec_file, json.dumps({**spec.to_json(), "execution": dataclasses.asdict(execution),
+                                                    "store": str(folder.store.resolve())}, indent=1, default=str))
+    planned = spec.plan(folder.cache)
+    tasks = []
+    for run in planned:
+        config = run.config.to_dict()
+        if "threads" not in spec.shared:
+            config["threads"] = execution.threads()
+        if "num_workers" not in spec.shared:
+            config["num_workers"] = 0  # the jobs are the parallelism: no loader processes of their own
+        done = folder.read_metrics(run.name, spec.metrics) is not None
+        tasks.append(Task(run.name, run.label, {"name": run.name, "config": config, "point": run.point,
+                                                "seed": run.seed, "metrics": spec.metrics.to_dict()},
+                          todo=not done))  # fmt: skip
+    return folder, planned, tasks
+
+
+def run_sweeps(sweeps: Sequence[tuple[SweepSpec, str | os.PathLike[str]]], execution: Execution | None = None,
+               store: str | os.PathLike[str] | None = None, progress: bool = True) -> list[SweepResults]:  # fmt: skip
+    """Several sweeps ``(spec, out)`` sharing one ``store``, run by one set of workers (a run two sweeps have in
+    common is made once); the results in the same order. See :func:`run_sweep`."""
+    from .monitor import Monitor
+
+    execution = execution or Execution()
+    if len(sweeps) > 1 and store is None:
+        raise ValueError("sweeps run together share one store: give store=")
+    prepared = [_prepare(spec, out, store, execution) for spec, out in sweeps]
+    union: dict[str, Task] = {}
+    for _, _, tasks in prepared:
+        for task in tasks:
+            union.setdefault(task.name, task)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    first = prepared[0][0]
+    context = {"store": str(first.store.resolve()), "cache_dir": str(first.cache.resolve())}
+    queue = TaskQueue.create(first.path / ".queue" / stamp, list(union.values()), context)
+    for folder, _, tasks in prepared[1:]:  # each sweep's view of the shared queue: its status reads it
+        TaskQueue.create(folder.path / ".queue" / stamp, tasks, {**context, "queue": str(queue.folder.resolve())})
+    monitor = Monitor(lambda: queue_status(queue.folder), len(union), progress)
+    try:
+        errors = run_queue(queue, execution, _train_and_measure, monitor.poll)
+    finally:
+        monitor.close()
+    results = []
+    for (spec, _), (folder, planned, _) in zip(sweeps, prepared):
+        runs, _ = _collect(folder, spec, planned)
+        summary, comparison = _tables(spec, runs)
+        _write_tables(folder, runs, summary, comparison)
+        failed = [f"{row['label']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else "")
+                  for _, row in sweep_status(folder.path).iterrows() if row["state"] != "done"]  # fmt: skip
+        results.append(SweepResults(folder.path, spec, runs, summary, comparison, errors + failed))
+    return results
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], execution: Execution | None = None,
@@ -304,39 +378,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike[str], execution: Execution
     Runs already in the store with their metrics are not run again. A run that fails is reported in
     ``errors`` (and left out of the tables); the others go on. Ctrl-C stops the workers after their step.
     """
-    from .monitor import Monitor
-
-    execution = execution or Execution()
-    folder = SweepFolder(out, store)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder.spec_file, json.dumps({**spec.to_json(), "execution": dataclasses.asdict(execution),
-                                                    "store": str(folder.store.resolve())}, indent=1, default=str))
-    planned = spec.plan(folder.cache)
-    threads, workers = execution.threads(), 0
-    tasks = []
-    for run in planned:
-        config = run.config.to_dict()
-        if "threads" not in spec.shared:
-            config["threads"] = threads
-        if "num_workers" not in spec.shared:
-            config["num_workers"] = workers  # the jobs are the parallelism: no loader processes of their own
-        done = folder.read_metrics(run.name, spec.metrics) is not None
-        tasks.append(Task(run.name, run.label, {"name": run.name, "config": config, "point": run.point,
-                                                "seed": run.seed}, todo=not done))  # fmt: skip
-    context = {"out": str(folder.path.resolve()), "store": str(folder.store.resolve()),
-               "cache_dir": str(folder.cache.resolve()), "metrics": spec.metrics.to_dict()}  # fmt: skip
-    queue = TaskQueue.create(folder.new_queue(), tasks, context)
-    monitor = Monitor(lambda: sweep_status(folder.path), len(tasks), progress)
-    try:
-        errors = run_queue(queue, execution, _train_and_measure, monitor.poll)
-    finally:
-        monitor.close()
-    runs, _ = _collect(folder, spec, planned)
-    summary, comparison = _tables(spec, runs)
-    _write_tables(folder, runs, summary, comparison)
-    failed = [f"{row['label']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else "")
-              for _, row in sweep_status(folder.path).iterrows() if row["state"] != "done"]  # fmt: skip
-    return SweepResults(folder.path, spec, runs, summary, comparison, errors + failed)
+    return run_sweeps([(spec, out)], execution, store, progress)[0]
 
 
 # --------------------------------------------------------------------------- where each run is
@@ -375,7 +417,12 @@ def sweep_status(out: str | os.PathLike[str]) -> pd.DataFrame:
     queue_dir = folder.latest_queue()
     if queue_dir is None:
         raise FileNotFoundError(f"no sweep has run in {folder.path} (no .queue folder)")
-    queue = TaskQueue(queue_dir)
+    return queue_status(queue_dir)
+
+
+def queue_status(queue_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """:func:`sweep_status` of one queue folder."""
+    queue = TaskQueue(Path(queue_dir))
     records = queue.states()
     cache_dir = Path(queue.context["cache_dir"])
     rows = []
