@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from .._atomic import write_text_atomic
 
@@ -244,16 +245,8 @@ def _job_environment(threads: int) -> Iterator[None]:
     path = os.environ.get("PYTHONPATH")
     new = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     new.update(OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=root + (os.pathsep + path if path else ""))
-    saved = {k: os.environ.get(k) for k in new}
-    os.environ.update(new)
-    try:
+    with mock.patch.dict(os.environ, new):  # restored afterwards, whatever happens
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_queue(queue: TaskQueue, execution: Execution, body: Body, on_poll: Callable[[], None]) -> list[str]:

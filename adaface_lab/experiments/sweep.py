@@ -53,8 +53,9 @@ from .grid import Axis, GridError, grid_points, parse_grid, parse_point, point_l
 from .metrics import MetricSettings, compute_metrics, metric_names
 from .stats import compare_with_baseline, noise_verdict, summarise
 
-__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "run_sweep", "run_sweeps", "load_sweep", "sweep_status", "queue_status",
-           "find_sweeps", "format_summary", "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV"]  # fmt: skip
+__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "run_sweep", "run_sweeps", "load_sweep",
+           "sweep_status", "queue_status", "find_sweeps", "format_summary", "full_head_params",
+           "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV"]  # fmt: skip
 
 SPEC, RUNS_CSV, SUMMARY_CSV, COMPARISON_CSV = "sweep.json", "runs.csv", "summary.csv", "comparison.csv"
 
@@ -243,17 +244,14 @@ def _tables(spec: SweepSpec, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     return summary, comparison
 
 
-def _collect(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun]) -> tuple[pd.DataFrame, int]:
-    """runs.csv's rows for the runs with metrics, and how many runs have none yet."""
-    rows, missing = [], 0
+def _collect(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun]) -> pd.DataFrame:
+    """runs.csv: a row for each run with metrics (a run without, which failed, is left out)."""
+    rows = []
     for run in planned:
         values = folder.read_metrics(run.name, spec.metrics)
-        if values is None:
-            missing += 1
-            continue
-        rows.append({**run.point, "seed": run.seed, "run": os.path.relpath(run.path, folder.path), **values})
-    columns = [*spec.keys, "seed", "run", *metric_names(spec.metrics)]
-    return pd.DataFrame(rows, columns=columns), missing
+        if values is not None:
+            rows.append({**run.point, "seed": run.seed, "run": os.path.relpath(run.path, folder.path), **values})
+    return pd.DataFrame(rows, columns=[*spec.keys, "seed", "run", *metric_names(spec.metrics)])
 
 
 def _write_tables(folder: SweepFolder, runs: pd.DataFrame, summary: pd.DataFrame,
@@ -361,7 +359,7 @@ def run_sweeps(sweeps: Sequence[tuple[SweepSpec, str | os.PathLike[str]]], execu
         monitor.close()
     results = []
     for (spec, _), (folder, planned, _) in zip(sweeps, prepared):
-        runs, _ = _collect(folder, spec, planned)
+        runs = _collect(folder, spec, planned)
         summary, comparison = _tables(spec, runs)
         _write_tables(folder, runs, summary, comparison)
         failed = [f"{row['label']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else "")
