@@ -103,7 +103,7 @@ def test_a_2x2_sweep_measures_every_run_and_summarises_it_over_seeds(sweep: Path
     assert comparison.iloc[1]["ver_auc_diff"] == pytest.approx((ada - cos).mean(), abs=1e-12)
 
 
-def test_a_second_invocation_trains_nothing(sweep: Path) -> None:
+def test_a_second_invocation_trains_nothing(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folders = {p: p.stat().st_mtime_ns for p in (sweep / "runs").iterdir()}
     before = (sweep / "runs.csv").read_text()
     started = time.monotonic()
@@ -117,6 +117,11 @@ def test_a_second_invocation_trains_nothing(sweep: Path) -> None:
     assert (sweep / "runs.csv").read_text() == before
     assert set(sweep_status(sweep)["state"]) == {"done"}
     assert time.monotonic() - started < 60
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(sweep), "--status"]) == 0  # the status table, printed
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:4] == ["head", "crop-prob", "seed", "label"] and len(lines) == 1 + 8
+    assert all("measured before (cached)" in line for line in lines[1:])
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
