@@ -9,6 +9,7 @@
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
     adaface-lab sweep --grid head=arcface,adaface --seeds 3 --out sweeps/heads   # a grid × seeds, with CIs
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
+    adaface-lab checkup --run runs/demo --data FOLDER         # can the norm be read as quality here?
 
 Other modules define their sub-commands: ``SUBCOMMAND_HOOKS`` lists their ``add_<name>_subparser(subparsers)``
 functions, each registering a parser whose ``func(args)`` returns an exit code.
@@ -31,6 +32,7 @@ from typing import Any, Callable
 # conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .checkup_report import add_checkup_subparser  # noqa: E402
 from .experiments.cli import add_sweep_subparser  # noqa: E402
 from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
 from .reports import add_reports_subparser  # noqa: E402
@@ -42,6 +44,7 @@ SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
     add_sweep_subparser,
     add_quality_subparser,
     add_reports_subparser,
+    add_checkup_subparser,
 )
 
 # Help for the train options, by TrainConfig field (the option is --field-name).

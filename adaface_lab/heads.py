@@ -284,7 +284,9 @@ class MagFaceHead(MarginHead):
 
 @register_head("curricularface")
 class CurricularFaceHead(MarginHead):
-    """CurricularFace: ArcFace target; hard negatives weighted by the adaptive ``t`` buffer."""
+    """CurricularFace: ArcFace target; hard negatives weighted by the adaptive ``t`` buffer, updated
+    in training mode only (CurricularFace's own code updates it in eval mode too; its boundary past
+    θ + m = π is ``boundary="official"``: docs/paper_vs_code.md)."""
 
     def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:
         super().__init__(embedding_size, num_classes, **params)
@@ -309,7 +311,9 @@ class AdaFaceHead(MarginHead):
     starts at 20) and ``batch_std`` (σ_z, starts at 100). In training mode, each forward first
     updates them as an EMA of the batch's (clipped, detached) norms with weight ``t_alpha``, then
     computes ẑ with the updated values. A batch of one has no std: σ_z then keeps its value (the
-    official code would turn it into NaN). In eval mode the buffers are only read.
+    official code would turn it into NaN). In eval mode the buffers are only read (the official code
+    updates them in eval mode too). These and the paper's differences from the code are listed in
+    docs/paper_vs_code.md.
 
     ``proxy="p_y"`` (the paper's proxy ablation; :data:`~adaface_lab.margins.ADAFACE_PROXIES`): ẑ comes
     from each sample's P_y with the margin taken off (softmax of s·cos θ, detached) instead of its norm;

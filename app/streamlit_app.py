@@ -28,6 +28,7 @@ PAGES = [
     ("views/gallery.py", "Method gallery", "gallery"),
     ("views/training_runs.py", "Training runs", "training"),
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
+    ("views/quality_score.py", "Quality as a score", "qscore"),
     ("views/sweeps.py", "Sweeps", "sweeps"),
 ]
 

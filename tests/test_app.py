@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .formulas import adaface_terms, arc_gst, z_hat
+from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, z_hat
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "streamlit_app.py"
@@ -191,7 +191,12 @@ def test_every_method_draws_its_feature_plane(conv: str) -> None:
 
     names = list_margins()
     at = _run({"methods": ",".join(names), "conv": conv, "zdirect": "1", "zhat": "0.5"})
-    assert len(_chart(at, "gst_chart")["data"]) == len(names)
+    data = _chart(at, "gst_chart")["data"]
+    bands = [t for t in data if "|g| = 0" in t["name"]]
+    negatives = [t for t in data if "|g<sub>j</sub>|" in t["name"]]
+    assert len(data) - len(bands) - len(negatives) == len(names)  # one |g| curve per method
+    assert len(negatives) == sum(margin_class(n).modifies_negatives for n in names) == 1
+    assert bool(bands) == (conv == "official")  # df/dc = s when detached: no zero-gradient band
     for name in names:
         at.selectbox(key="explorer:plane").set_value(name).run()
         assert not at.exception, (name, at.exception)
@@ -271,6 +276,18 @@ def _disc_value(spec: dict[str, Any], panel: int, angle_deg: float, radius: floa
     return float(z[np.argmin(abs(ys - radius * math.sin(a))), np.argmin(abs(xs - radius * math.cos(a)))])
 
 
+def _panel_titles(spec: dict[str, Any]) -> list[str]:
+    return [a["text"] for a in spec["layout"]["annotations"] if a.get("yanchor") == "bottom"
+            and a.get("xref") == "paper"]
+
+
+def _panel(titles: list[str], words: str) -> int:
+    """Index of the one panel whose title contains ``words``."""
+    found = [i for i, t in enumerate(titles) if words in t]
+    assert len(found) == 1, (words, titles)
+    return found[0]
+
+
 def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     at = _gallery(_run())
     assert at.title[0].value == "Method gallery"
@@ -278,15 +295,21 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     heatmaps = [t for t in grid["data"] if t["type"] == "heatmap"]
     from adaface_lab.margins import list_margins
 
-    assert len(heatmaps) == len(list_margins()) + 1  # every method, AdaFace at a low and a high norm
-    titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("yanchor") == "bottom"
-              and a.get("xref") == "paper"]
-    assert sum("AdaFace" in t for t in titles) == 2
+    # every method, AdaFace at a low and a high norm, CurricularFace's negatives once more
+    assert len(heatmaps) == len(list_margins()) + 2
+    titles = _panel_titles(grid)
+    assert len(titles) == len(heatmaps) and sum(t.startswith("AdaFace") for t in titles) == 2
+    # the default norms 5 and 35 give a symmetric pair, ẑ = ∓0.5 (tests/formulas.py)
+    z_lo, z_hi = z_hat(5.0, 20.0, 10.0, 0.333), z_hat(35.0, 20.0, 10.0, 0.333)
+    assert z_lo == pytest.approx(-z_hi) == pytest.approx(-0.5, abs=1e-3)
+    assert "ẑ = −0.50" in titles[_panel(titles, "low norm")].replace("-", "−")
+    assert "ẑ = +0.50" in titles[_panel(titles, "high norm")]
     # high norm: more gradient on hard samples (θ_y = 150°) than at the low norm
-    low, high = _disc_value(grid, 8, 150.0), _disc_value(grid, 9, 150.0)
+    low = _disc_value(grid, _panel(titles, "low norm"), 150.0)
+    high = _disc_value(grid, _panel(titles, "high norm"), 150.0)
     assert high > 1.5 * low
     # the independent value: ẑ from the gallery's default norms
-    expected = _adaface_g(np.array([150.0]), 64, 50.0, 90)[0]
+    expected = _adaface_g(np.array([150.0]), 64, 35.0, 90)[0]
     assert high == pytest.approx(expected, rel=0.03)  # a 121² grid cell, not the exact point
     assert grid["layout"]["coloraxis"]["cmax"] == 128.0  # one scale: |g| clipped at 2s
 
@@ -305,3 +328,89 @@ def test_gallery_uses_the_explorers_s_and_m() -> None:
     # changing s on the gallery rescales its colour cap
     _slider(at, "gallery", "s").set_value(48.0).run()
     assert _chart(at, "grid_chart")["layout"]["coloraxis"]["cmax"] == 96.0
+
+
+# ----------------------------------------------------------------------------- what the maths hides
+
+
+def _captions(at: AppTest) -> str:
+    return " ".join(c.value for c in at.caption)
+
+
+def test_explorer_marks_adafaces_band_of_misclassified_samples_with_no_gradient() -> None:
+    at = _run({"zdirect": "1", "zhat": "1"})
+    lo, hi = adaface_zero_band_deg(0.4, 1.0)  # from B1 to m·ẑ + ε (tests/formulas.py)
+    bars = [t for t in _chart(at, "gst_chart")["data"] if t["name"].startswith("AdaFace: |g| = 0")]
+    assert len(bars) == 1
+    np.testing.assert_allclose(_decode(bars[0]["x"]), [lo, hi], atol=0.01)
+    plane = _chart(at, "plane_chart")
+    overlay = [t for t in plane["data"] if t["type"] == "contour"]
+    assert len(overlay) == 1 and _decode(overlay[0]["z"]).sum() > 100  # the magenta wedge
+    assert f"official convention): {lo:.1f}°–{hi:.1f}°." in _captions(at)
+    # ẑ = 0.5 (below about 0.75) and the detached convention: no band
+    _slider(at, "explorer", "zhat").set_value(0.5).run()
+    assert "AdaFace now (ẑ = +0.50, official convention): none" in _captions(at)
+    assert not [t for t in _chart(at, "plane_chart")["data"] if t["type"] == "contour"]
+    _slider(at, "explorer", "zhat").set_value(1.0).run()
+    at.sidebar.radio(key="explorer:conv").set_value("detached").run()
+    assert "detached convention): none" in _captions(at)
+    assert not [t for t in _chart(at, "gst_chart")["data"] if "|g| = 0" in t["name"]]
+
+
+def _value_at(spec: dict[str, Any], panel: int, angle_deg: float, radius: float = 0.8) -> tuple[float, float]:
+    """(value, exact polar angle in degrees) of the heatmap cell of ``panel`` nearest a point."""
+    heat = [t for t in spec["data"] if t["type"] == "heatmap"][panel]
+    xs, ys, z = _decode(heat["x"]), _decode(heat["y"]), _decode(heat["z"])
+    a = math.radians(angle_deg)
+    i, j = np.argmin(abs(ys - radius * math.sin(a))), np.argmin(abs(xs - radius * math.cos(a)))
+    return float(z[i, j]), math.degrees(math.atan2(ys[i], xs[j]))
+
+
+def test_explorer_shows_curricularfaces_negatives_where_t_acts() -> None:
+    at = _run({"plane": "curricularface", "ct": "0.8"})
+    keys = {e.key for e in at.get("plotly_chart")}
+    assert "plane_gj_chart" in keys
+    value, angle = _value_at(_chart(at, "plane_gj_chart"), 0, 100.0)
+    expected = curricular_arc(np.array([angle]), 64.0, 0.4, 0.8, 90.0)[1][0]  # the page's m = 0.4
+    assert value == pytest.approx(expected, rel=1e-4)
+    negatives = [t for t in _chart(at, "gst_chart")["data"] if "|g<sub>j</sub>|" in t["name"]]
+    assert negatives == []  # CurricularFace is not among the default curves
+    assert "plane_gj_chart" not in {e.key for e in _run().get("plotly_chart")}
+
+
+def test_gallery_curricularface_t_changes_the_negatives_not_the_target() -> None:
+    at = _gallery(_run())
+    before = _chart(at, "grid_chart")
+    titles = _panel_titles(before)
+    target, negative = _panel(titles, "CurricularFace, t=0<br>"), _panel(titles, "of the negative")
+    at.sidebar.slider(key="gallery:ct").set_value(0.8).run()
+    after = _chart(at, "grid_chart")
+    assert "t=0.8" in _panel_titles(after)[target]
+    for angle in (70.0, 110.0):
+        g0, where = _value_at(before, target, angle)
+        g1, _ = _value_at(after, target, angle)
+        j0, _ = _value_at(before, negative, angle)
+        j1, _ = _value_at(after, negative, angle)
+        assert abs(g1 - g0) < 0.02 * g0  # the target's |g| barely moves
+        want = curricular_arc(np.array([where]), 64.0, 0.4, 0.8, 90.0)[1][0] / \
+            curricular_arc(np.array([where]), 64.0, 0.4, 0.0, 90.0)[1][0]
+        assert j1 / j0 == pytest.approx(want, rel=1e-3) and want > 1.3
+
+
+def test_boundary_control_draws_magface_with_its_own_code() -> None:
+    at = _gallery(_run())
+    titles = _panel_titles(_chart(at, "grid_chart"))
+    mag = _panel(titles, "MagFace")
+    assert "AdaFace-code clip" in titles[mag]
+    m = (0.8 - 0.45) / 100 * (30 - 10) + 0.45  # MagFace at the page's ‖z‖ = 30
+    clipped, where = _value_at(_chart(at, "grid_chart"), mag, 135.0)
+    assert clipped == pytest.approx(arc_gst(np.array([where]), 64, m, 0.0, 90)[0], rel=1e-4)
+    at.radio(key="gallery:boundary").set_value("official").run()
+    assert not at.exception, at.exception
+    grid = _chart(at, "grid_chart")
+    assert "easy margin (MagFace code)" in _panel_titles(grid)[mag]
+    own, _ = _value_at(grid, mag, 135.0)
+    assert own == pytest.approx(64.0, rel=1e-3) and own > 2 * clipped  # no margin where cos θ ≤ 0
+    names = [t["name"] for t in _chart(at, "gallery_gst_chart")["data"]]
+    assert any("easy margin (MagFace code)" in n for n in names)
+    assert any("c − m·sin m" in n for n in names)

@@ -7,7 +7,16 @@ import math
 import streamlit as st
 
 from _charts import CHART_CONFIG
-from _margin_controls import controls, label, make_margin, other_margin_controls, plane, spec, z_hat_now
+from _margin_controls import (
+    context,
+    controls,
+    label,
+    make_margin,
+    other_margin_controls,
+    plane,
+    spec,
+    z_hat_now,
+)
 from _state import bind, sync_url
 from adaface_lab.margins import list_margins, margin_class
 from adaface_lab.plots import feature_plane_grid, gst_curves_figure
@@ -53,16 +62,33 @@ def _at_norm(name: str, norm: float, which: str) -> tuple[str, float, str]:
     return name, norm, f"{label(name)}, {which} norm (ẑ = {z:+.2f})"
 
 
-entries = [(n, None, None) for n in names if n not in by_z_hat] + [
+def _titled(name: str) -> tuple[str, None, str]:
+    note = make_margin(name, v).context_label(context(name, v))
+    return name, None, label(name) + (f", {note}" if note else "")
+
+
+entries = [_titled(n) for n in names if n not in by_z_hat] + [
     entry for n in by_z_hat for entry in (_at_norm(n, v["nlo"], "low"), _at_norm(n, v["nhi"], "high"))
 ]
-planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _ in entries]
-titles = [title or label(n) for n, _, title in entries]
-st.plotly_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=320),
+# a method that changes the negative logits (CurricularFace) also gets a panel coloured by |g_j|
+panels = [(n, norm, title, field) for n, norm, title in entries
+          for field in (("g", "g_j") if margin_class(n).modifies_negatives else ("g",))]
+planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _, _ in panels]
+titles = [title + (" · |g<sub>j</sub>| of the negative" if field == "g_j" else "")
+          for _, _, title, field in panels]
+st.plotly_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=320,
+                                   fields=[field for *_, field in panels]),
                 width="stretch", config=CHART_CONFIG, key="grid_chart")
-st.caption("One colour scale for all panels: |g| clipped at 2s. B0 dashed, B1 solid.")
+st.caption("One colour scale for all panels: |g| clipped at 2s. B0 dashed, B1 solid. Magenta: "
+           "misclassified samples (P_y < ½) that get |g| = 0 because the official code's angle clip "
+           "is active (ArcFace past π − m; AdaFace near W_y once ẑ exceeds about 0.75). "
+           "CurricularFace's curriculum t acts on the negatives, g_j = P_j·s·(t + 2c_j) for a hard "
+           "one, so its second panel is coloured by |g_j|. The low and high norms default to 5 and "
+           "35, ẑ = ∓0.5 at μ_z = 20, σ_z = 10, h = 0.333: the widest symmetric pair those "
+           "statistics allow (ẑ = −1 would need a negative norm).")
 
 specs = [spec(n, v, norm=norm, label=title) for n, norm, title in entries]
-st.plotly_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], height=460),
+st.plotly_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], negatives=True,
+                                  height=460),
                 width="stretch", config=CHART_CONFIG, key="gallery_gst_chart")
 sync_url(PARAMS)
