@@ -238,3 +238,27 @@ def test_the_ablation_questions_share_adafaces_default_run(tmp_path) -> None:
     config = folder.spec(folder.ablations[0]).configs()[0][2]
     assert (config.data, config.center_crop, config.epochs) == (str(tmp_path.resolve()), 112, 8)
     assert folder.metric(folder.ablations[-1]) == "r_norm_qseverity" and folder.quality_metric == "r_norm_qbrisque"
+
+
+def test_the_edc_metric_reads_the_pair_table() -> None:
+    """The EDC pAUCs of the norm and of the data's quality, as adaface_lab.quality_eval computes them: a norm
+    that is low exactly on the genuine pairs that fail beats random (relative pAUC < 1); reversed, it loses."""
+    from types import SimpleNamespace
+
+    from adaface_lab.experiments import METRICS
+    from adaface_lab.quality_eval import edc, edc_pauc
+
+    rng = np.random.default_rng(0)
+    n = 600
+    issame = np.arange(n) % 2 == 0
+    score = np.where(issame, rng.normal(0.6, 0.2, n), rng.normal(0.0, 0.1, n))
+    hard = issame & (score < 0.35)  # the genuine pairs a threshold near the impostors' tail rejects
+    norm = np.where(hard, rng.uniform(1, 5, n), rng.uniform(10, 20, n))
+    table = pd.DataFrame({"score": score, "issame": issame, "valid": True, "norm_a": norm, "norm_b": norm + 1,
+                          "quality_a": -norm, "quality_b": -norm, "bin": "mixed"})
+    values = METRICS.get("edc").compute(SimpleNamespace(pair_table=table))
+    expected = edc_pauc(edc(score, issame, norm, norm + 1, fmr=0.01), limit=0.2)
+    assert values["edc_pauc_norm"] == pytest.approx(expected.value)
+    assert values["edc_pauc_norm_rel"] < 0.5 and values["edc_pauc_quality_rel"] > 1.0  # the reversed norm
+    few = METRICS.get("edc").compute(SimpleNamespace(pair_table=table.iloc[:100]))  # 50 impostors: no FMR of 1 %
+    assert few == {}

@@ -74,6 +74,7 @@ def test_a_2x2_sweep_measures_every_run_and_summarises_it_over_seeds(sweep: Path
     runs = pd.read_csv(sweep / "runs.csv")
     assert len(runs) == 8 and list(runs.columns[:4]) == [*KEYS, "seed", "run"]
     assert sorted(runs.groupby(KEYS).size()) == [2, 2, 2, 2] and set(runs["seed"]) == {0, 1}
+    assert {"ver_auc_low", "edc_pauc_norm", "edc_pauc_quality_rel", "r_p_y_qseverity"} <= set(runs.columns)
     for _, row in runs.iterrows():
         config = json.loads((sweep / row["run"] / "config.json").read_text())
         assert (config["head"], config["crop_prob"], config["seed"]) == (row["head"], row["crop-prob"], row["seed"])

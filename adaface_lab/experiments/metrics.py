@@ -19,16 +19,20 @@ The metrics (columns of ``runs.csv``; :func:`metric_label` names them for figure
 - the same per pair-quality bin, ``ver_<metric>_<bin>`` with bin ``high``/``mixed``/``low``
   (:func:`adaface_lab.evaluate.pair_quality_bins` at the median image quality of the pairs).
 
+- ``edc_pauc_norm``, ``edc_pauc_quality`` and their ``_rel`` (relative to random quality): the partial area
+  under the error-versus-discard curve (:mod:`adaface_lab.quality_eval.edc`; discard 0-20 %, FMR 1 %) of
+  the feature norm and of the data's quality as the quality score of the held-out pairs.
+
 A new metric is one function here, registered with :func:`register_metric`; it appears in ``runs.csv``,
-``summary.csv``, the comparison, the notebook and the app without further changes. The pair table
-(:attr:`RunMetrics.pair_table`: each pair's score, genuine flag, both images' quality and norm, and its
-bin, also saved beside each run's metrics) is what the EDC of [quality-eval] needs: its pAUCs are to be
-registered here as ``@register_metric("edc")``, reading ``ctx.pair_table``.
+``summary.csv``, the comparison, the notebook and the app without further changes. It reads what it needs
+from :class:`RunMetrics`, e.g. the pair table (:attr:`RunMetrics.pair_table`: each pair's score, genuine
+flag, both images' quality and norm, and its bin, also saved beside each run's metrics), as the EDC does.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -211,9 +215,33 @@ def _verification_by_bin(ctx: RunMetrics) -> dict[str, float]:
     return out
 
 
-# [quality-eval]: the EDC pAUCs go here, e.g.
-#   @register_metric("edc", columns=lambda s: ["edc_pauc_norm", "edc_pauc_quality"])
-#   def _edc(ctx): table = ctx.pair_table; ... (scores, issame, per-image quality and norms)
+#: The qualities whose EDC is taken: the feature norm (flip-fused, as the pairs were scored) and the data's
+#: own quality (1 − severity on SyntheticFaces, 1 − BRISQUE/100 else).
+_EDC_QUALITIES = {"norm": ("norm_a", "norm_b"), "quality": ("quality_a", "quality_b")}
+_EDC_FMR, _EDC_LIMIT = 0.01, 0.2
+
+
+@register_metric("edc", columns=lambda s: [f"edc_pauc_{q}{r}" for q in _EDC_QUALITIES for r in ("", "_rel")])
+def _edc(ctx: RunMetrics) -> dict[str, float]:
+    """pAUC of the error-versus-discard curve over discard 0-20 % at FMR 1 % (:mod:`adaface_lab.quality_eval`),
+    and relative to random quality (below 1: the measure discards the errors first): NaN where the pairs
+    cannot give one (too few impostors for the FMR, no false non-match, no genuine pair left)."""
+    from ..quality_eval import edc, edc_pauc
+
+    table = ctx.pair_table
+    if table is None:
+        return {}
+    ok = table[table["valid"]]
+    out: dict[str, float] = {}
+    for name, (a, b) in _EDC_QUALITIES.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # too few impostors for the FMR: no value
+                area = edc_pauc(edc(ok["score"], ok["issame"], ok[a], ok[b], fmr=_EDC_FMR), limit=_EDC_LIMIT)
+        except (ValueError, RuntimeWarning):
+            continue
+        out.update({f"edc_pauc_{name}": area.value, f"edc_pauc_{name}_rel": area.relative})
+    return out
 
 
 _LABELS = {
@@ -221,6 +249,8 @@ _LABELS = {
     "r_norm_qseverity": "r(‖z‖, 1 − severity)", "r_p_y_qseverity": "r(P<sub>y</sub>, 1 − severity)",
     "r_norm_qbrisque": "r(‖z‖, 1 − BRISQUE/100)", "r_p_y_qbrisque": "r(P<sub>y</sub>, 1 − BRISQUE/100)",
     "ver_accuracy": "verification accuracy", "ver_auc": "verification AUC",
+    "edc_pauc_norm": "EDC pAUC of ‖z‖", "edc_pauc_norm_rel": "EDC pAUC of ‖z‖ ÷ random",
+    "edc_pauc_quality": "EDC pAUC of the data's quality", "edc_pauc_quality_rel": "EDC pAUC of the data's quality ÷ random",
 }  # fmt: skip
 
 

@@ -191,12 +191,15 @@ class SweepFolder:
         return queues[-1].parent if queues else None
 
     def read_metrics(self, name: str, settings: MetricSettings) -> dict[str, float] | None:
-        """A run's stored metrics, or None when absent, damaged or taken with other settings."""
+        """A run's stored metrics, or None when absent, damaged, taken with other settings or lacking a
+        metric registered since (the run is then measured again, not trained again)."""
         try:
             data = json.loads((self.metrics / f"{name}.json").read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return data["values"] if data.get("settings") == settings.to_dict() else None
+        if data.get("settings") != settings.to_dict() or set(metric_names(settings)) - set(data["values"]):
+            return None
+        return data["values"]
 
     def write_metrics(self, name: str, settings: MetricSettings, values: dict[str, float],
                       pairs: pd.DataFrame | None) -> None:  # fmt: skip
