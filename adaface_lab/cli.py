@@ -7,6 +7,7 @@
     adaface-lab train --out runs/demo --resume                # continue the run in runs/demo from its checkpoint
     adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
+    adaface-lab sweep --grid head=arcface,adaface --seeds 3 --out sweeps/heads   # a grid × seeds, with CIs
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
     adaface-lab checkup --run runs/demo --data FOLDER         # can the norm be read as quality here?
 
@@ -33,13 +34,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .checkup_report import add_checkup_subparser  # noqa: E402
 from .errors import USER_ERRORS, one_line  # noqa: E402
+from .experiments.cli import add_sweep_subparser  # noqa: E402
 from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
 from .reports import add_reports_subparser  # noqa: E402
 
-__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS", "train_overrides"]
+__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS", "add_train_options", "train_overrides"]
 
 #: The functions that register the sub-commands besides ``train``, in the order ``--help`` lists them.
 SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
+    add_sweep_subparser,
     add_quality_subparser,
     add_reports_subparser,
     add_checkup_subparser,
@@ -149,7 +152,6 @@ _DEBUG_HELP = "show the traceback of a failure"
 
 def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train``: one option per :class:`~adaface_lab.config.TrainConfig` field."""
-    from .config import TrainConfig
     from .runs import RUN_FILES
 
     p = subparsers.add_parser(
@@ -158,9 +160,22 @@ def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
         "given keep their defaults (or, with --resume, the run's saved values). A folder that holds a run "
         "is refused unless --resume or --overwrite says what to do with it.",
     )  # fmt: skip
+    add_train_options(p)
+    p.set_defaults(func=_run_train)
+    return p
+
+
+def add_train_options(p: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """Add one option per :class:`~adaface_lab.config.TrainConfig` field (``--field-name``; dict fields as
+    a repeatable ``--head-param KEY=VALUE``) to ``p``, except the fields in ``skip``. An option not given
+    is absent from the parsed namespace (:func:`train_overrides` reads what was)."""
+    from .config import TrainConfig
+
     defaults = TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         kind = _parse_kind(hints[f.name])
@@ -173,8 +188,19 @@ def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
             p.add_argument(flag.removesuffix("s"), action="append", metavar="KEY=VALUE", type=_key_value, **common)
         else:
             p.add_argument(flag, type=kind, metavar=_METAVARS.get(kind, "VALUE"), **common)
-    p.set_defaults(func=_run_train)
-    return p
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on a command line parsed with :func:`add_train_options`, as
+    ``TrainConfig.from_overrides`` takes them (``--head-param`` pairs gathered into a dict)."""
+    from .config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    for name in ("head_params", "backbone_params"):
+        if name in given:
+            given[name] = dict(given[name])
+    return given
 
 
 def _parse_kind(hint: Any) -> Any:
@@ -234,19 +260,6 @@ def _key_value(text: str) -> tuple[str, Any]:
         except ValueError:
             value = raw
     return key.strip(), value
-
-
-def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig fields given on a ``train`` command line, as ``TrainConfig.from_overrides`` takes them
-    (``--head-param`` pairs gathered into a dict)."""
-    from .config import TrainConfig
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in fields}
-    for name in ("head_params", "backbone_params"):
-        if name in given:
-            given[name] = dict(given[name])
-    return given
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -36,7 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import Registry
-from .margins import MARGINS, Margin, build_margin, list_margins, magface_regularizer, margin_class
+from .margins import (
+    ADAFACE_PROXIES,
+    MARGINS,
+    Margin,
+    adaface_z_hat_from_p_y,
+    build_margin,
+    list_margins,
+    magface_regularizer,
+    margin_class,
+)
 
 
 class _HeadRegistry(Registry[type["MarginHead"]]):
@@ -75,14 +84,14 @@ def list_heads() -> list[str]:
 def build_head(name: str, /, embedding_size: int = 512, num_classes: int = 1000,
                **params: Any) -> "MarginHead":
     """Make the head of the margin ``name``; ``params`` are the margin's (s, m, h, …) plus
-    ``detach_margin`` and ``validate``.
+    ``detach_margin``, ``validate`` and the head's own options (``head_options``: AdaFace's ``proxy``).
 
     Raises ValueError for an unknown head, an unknown parameter name, a size that is not an integer
     ≥ 1 (embedding_size) or ≥ 2 (num_classes), or a parameter value outside its domain
     (:class:`~adaface_lab.margins.Domain`).
     """
     cls = HEADS.get(name)
-    known = [*_HEAD_OPTIONS, *(f.name for f in fields(margin_class(name)))]
+    known = [*_HEAD_OPTIONS, *cls.head_options, *(f.name for f in fields(margin_class(name)))]
     unknown = set(params) - set(known)
     if unknown:
         raise ValueError(f"head {name!r} takes embedding_size, num_classes and {known}; unknown "
@@ -161,6 +170,8 @@ class MarginHead(nn.Module):
 
     margin_name: ClassVar[str] = "softmax"
     """The margin of a stateful head class (the generic head takes it as an argument)."""
+    head_options: ClassVar[dict[str, Any]] = {}
+    """Options of the head itself (not of its margin) and their defaults, e.g. AdaFace's ``proxy``."""
 
     def __init__(
         self,
@@ -323,24 +334,50 @@ class AdaFaceHead(MarginHead):
     official code would turn it into NaN). In eval mode the buffers are only read (the official code
     updates them in eval mode too). These and the paper's differences from the code are listed in
     docs/paper_vs_code.md.
+
+    ``proxy="p_y"`` (the paper's proxy ablation; :data:`~adaface_lab.margins.ADAFACE_PROXIES`): ẑ comes
+    from each sample's P_y with the margin taken off (softmax of s·cos θ, detached) instead of its norm;
+    the same buffers then hold the EMA of P_y's mean and std, starting at 0 and 1 so that ẑ starts near
+    0 (CosFace), as the norm's 20 and 100 make it start.
     """
 
-    def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:
+    head_options: ClassVar[dict[str, Any]] = {"proxy": "norm"}
+
+    def __init__(self, embedding_size: int = 512, num_classes: int = 1000, proxy: str = "norm",
+                 **params: Any) -> None:  # fmt: skip
+        if proxy not in ADAFACE_PROXIES:
+            raise ValueError(f"AdaFace's proxy must be one of {', '.join(ADAFACE_PROXIES)}; got {proxy!r}")
         super().__init__(embedding_size, num_classes, **params)
+        self.proxy = proxy
+        start_mean, start_std = (20.0, 100.0) if proxy == "norm" else (0.0, 1.0)
         self.register_buffer("t", torch.zeros(1))
-        self.register_buffer("batch_mean", torch.ones(1) * 20)
-        self.register_buffer("batch_std", torch.ones(1) * 100)
+        self.register_buffer("batch_mean", torch.ones(1) * start_mean)
+        self.register_buffer("batch_std", torch.ones(1) * start_std)
+        self._p_y: torch.Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", proxy={self.proxy}"
+
+    def _apply_margin(self, logits: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.proxy == "p_y":  # (B,) P_y of the margin-free logits s·cos, detached
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            self._p_y = torch.softmax(logits.detach(), dim=1)[rows, labels]
+        return super()._apply_margin(logits, norms, labels)
 
     def _context(self, norm: torch.Tensor, c_y: torch.Tensor) -> dict[str, Any]:
-        safe = norm.detach().clamp(0.001, 100)
+        value = norm.detach().clamp(0.001, 100) if self.proxy == "norm" else self._p_y
+        assert value is not None  # set by _apply_margin just before
         if self.training:
             alpha = self.margin.t_alpha
             with torch.no_grad():
-                self.batch_mean.mul_(1 - alpha).add_(alpha * safe.mean())
-                if safe.numel() > 1:
-                    self.batch_std.mul_(1 - alpha).add_(alpha * safe.std())
-        z_hat = self.margin.z_hat(safe, self.batch_mean, self.batch_std).detach()
-        return {"z_hat": z_hat}
+                self.batch_mean.mul_(1 - alpha).add_(alpha * value.mean())
+                if value.numel() > 1:
+                    self.batch_std.mul_(1 - alpha).add_(alpha * value.std())
+        if self.proxy == "norm":
+            z_hat = self.margin.z_hat(value, self.batch_mean, self.batch_std)
+        else:
+            z_hat = adaface_z_hat_from_p_y(value, self.batch_mean, self.batch_std, self.margin.h)
+        return {"z_hat": z_hat.detach()}
 
     def _record(self, c_y: torch.Tensor, norm: torch.Tensor, context: dict[str, Any]) -> None:
         super()._record(c_y, norm, context)

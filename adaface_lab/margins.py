@@ -127,6 +127,22 @@ def adaface_z_hat(norm: Array, mean: Scalar, std: Scalar, h: float, eps: float =
     return _clip(h * (safe - mean) / (std + eps), -1.0, 1.0)
 
 
+ADAFACE_PROXIES: tuple[str, ...] = ("norm", "p_y")
+"""What AdaFace's ẑ is computed from (``build_head("adaface", proxy=...)``): ``"norm"``, the feature norm
+‖z‖ (the paper's choice, :func:`adaface_z_hat`), or ``"p_y"``, the target class's softmax probability
+with the margin taken off, detached (:func:`adaface_z_hat_from_p_y`): the alternative proxy of the
+paper's ablation. Each is normalised by its own EMA statistics."""
+
+
+def adaface_z_hat_from_p_y(p_y: Array, mean: Scalar, std: Scalar, h: float, eps: float = EPS) -> Array:
+    """ẑ with P_y as the quality proxy: clip(h · (P_y − μ_P) / (σ_P + ε), −1, 1).
+
+    ``p_y``: the margin-free P_y of each sample (in [0, 1], not clipped further); ``mean``/``std``: the
+    EMA of P_y's batch mean and std, kept as AdaFace keeps μ_z, σ_z.
+    """
+    return _clip(h * (p_y - mean) / (std + eps), -1.0, 1.0)
+
+
 def adaface_terms(z_hat: Array, m: float) -> tuple[Array, Array]:
     """AdaFace's adaptive terms: g_angle = −m·ẑ and g_add = m·ẑ + m (radians and cosine units)."""
     return -m * z_hat, m * z_hat + m
@@ -905,6 +921,8 @@ __all__ = [
     "CurricularFace",
     "AdaFace",
     "adaface_z_hat",
+    "adaface_z_hat_from_p_y",
+    "ADAFACE_PROXIES",
     "adaface_terms",
     "magface_margin",
     "magface_regularizer",

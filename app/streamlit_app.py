@@ -32,6 +32,7 @@ PAGES = [
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
     ("views/quality_score.py", "Quality as a score", "qscore"),
     ("views/toy_training.py", "Toy training", "toy"),
+    ("views/sweeps.py", "Sweeps", "sweeps"),
 ]
 
 pages = [st.Page(path, title=title, url_path=url, default=i == 0) for i, (path, title, url) in enumerate(PAGES)]

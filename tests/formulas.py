@@ -93,3 +93,16 @@ def adaface_zero_band_deg(m: float, z: float, phi_deg: float = 90.0):
     level = np.cos(EPS) - m * (1 + z)
     lo = np.arcsin(np.clip(level, -1.0, 1.0)) if level > -1 else 0.0
     return (np.degrees(lo), np.degrees(hi)) if lo < hi else None
+
+
+def softmax_p_y(logits, labels):
+    """P_y: the softmax probability of each row's target class, (B, C) logits -> (B,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    return p[np.arange(len(p)), np.asarray(labels)]
+
+
+def z_hat_from_p_y(p_y, mean, std, h: float, eps: float = EPS):
+    """AdaFace's ẑ with P_y as the proxy: clip(h·(P_y − μ_P)/(σ_P + ε), −1, 1), P_y not clipped."""
+    return np.clip(h * (np.asarray(p_y) - mean) / (std + eps), -1.0, 1.0)

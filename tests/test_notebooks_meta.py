@@ -19,7 +19,7 @@ from adaface_lab import notebook_display, reports, runs
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXPECTED = ["01_margins_and_gst", "02_adaptive_margin", "03_norm_vs_quality", "04_trajectories",
-            "05_adaface_vs_arcface", "07_norm_as_quality"]
+            "05_adaface_vs_arcface", "06_ablations", "07_norm_as_quality"]
 COMMON_PARAMETERS = {"MODE", "DATA", "EPOCHS", "DEVICE", "OUT", "STATIC_IMAGES"}
 
 # Modules a notebook may import: the lab, array/frame/tensor containers, the display, the stdlib.

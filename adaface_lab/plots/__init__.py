@@ -4,6 +4,7 @@ Each builder takes library results and returns a ``go.Figure``; the maths lives 
 :mod:`adaface_lab.margins` and :mod:`adaface_lab.gst`, never here.
 """
 
+from .experiments import comparison_figure, sweep_metric_figure
 from .images import image_strip_figure
 from .inspector import brisque_sweep_figure
 from .margins import (
@@ -57,6 +58,9 @@ __all__ = [
     "trajectory_figure",
     "verification_bins_figure",
     "z_hat_figure",
+    # sweep figures
+    "comparison_figure",
+    "sweep_metric_figure",
     # quality-evaluation figures
     "edc_figure",
     "fusion_figure",

@@ -13,7 +13,8 @@ the CLI, the analyses' callers, the notebooks and the app read it through it.
   progress file (:class:`Progress`), :class:`RunFolder` (reading and writing each file);
 - :mod:`.run` — :class:`Run` and :func:`load_backbone` (a backbone from any checkpoint, in one place);
 - :mod:`.datasets` — the training set and held-out identities a config implies;
-- :mod:`.cache` — :func:`get_or_train`, :func:`run_key` and the notebooks' configs.
+- :mod:`.cache` — :func:`get_or_train`, :func:`run_key`, where a cached run lives and how far its training
+  is (:func:`cached_run_path`, :func:`cached_progress`), and the notebooks' configs.
 """
 
 from .cache import (
@@ -21,6 +22,8 @@ from .cache import (
     FULL_SYNTHETIC,
     MODES,
     SMALL_SYNTHETIC,
+    cached_progress,
+    cached_run_path,
     default_cache_dir,
     get_or_train,
     notebook_config,
@@ -53,5 +56,5 @@ __all__ = [
     "Run", "load_run", "HeldOutPairs", "TrainedBackbone", "load_backbone",
     "HeldOut", "source_dataset", "training_data",
     "MODES", "SMALL_SYNTHETIC", "FULL_SYNTHETIC", "FULL_FOLDER", "notebook_config", "default_cache_dir",
-    "run_key", "get_or_train",
+    "run_key", "get_or_train", "cached_run_path", "cached_progress",
 ]  # fmt: skip

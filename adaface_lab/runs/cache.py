@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import TrainConfig
-from .layout import RunFolder
+from .layout import Progress, RunFolder
 from .run import Run
 
 __all__ = [
     "MODES", "SMALL_SYNTHETIC", "FULL_SYNTHETIC", "FULL_FOLDER", "notebook_config", "default_cache_dir",
-    "run_key", "get_or_train",
+    "run_key", "get_or_train", "cached_run_path", "cached_progress",
 ]  # fmt: skip
 
 Mode = Literal["small", "full"]
@@ -154,8 +154,8 @@ def get_or_train(config: TrainConfig, cache_dir: str | os.PathLike[str] | None =
     """
     from ..train import train  # here, not at the top: the training loop writes its folder through this package
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = root / f"{config.head}-{run_key(config)}"
+    final = cached_run_path(config, cache_dir)
+    root = final.parent
     if RunFolder(final).epochs.is_file() and not retrain:
         return Run.load(final)
     root.mkdir(parents=True, exist_ok=True)
@@ -173,3 +173,26 @@ def get_or_train(config: TrainConfig, cache_dir: str | os.PathLike[str] | None =
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return Run.load(final)
+
+
+def cached_run_path(config: TrainConfig, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder :func:`get_or_train` keeps ``config``'s finished run in (whether or not it exists yet)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / f"{config.head}-{run_key(config)}"
+
+
+def cached_progress(path: str | os.PathLike[str]) -> Progress | None:
+    """Where the cached run at ``path`` (:func:`cached_run_path`) stands: its progress file once finished,
+    else that of the newest unfinished training of it under way in the cache (None when there is none).
+    A progress file being replaced reads as None rather than failing."""
+    final = Path(path)
+    candidates = [final] if RunFolder(final).epochs.is_file() else sorted(
+        final.parent.glob(f".{final.name}.*.partial"), key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
+    for folder in reversed(candidates):
+        try:
+            found = RunFolder(folder).read_progress()
+        except (ValueError, OSError):
+            found = None
+        if found is not None:
+            return found
+    return None
