@@ -75,7 +75,7 @@ def find_runs(path: Path) -> list[Path]:
             return [path]
         if not path.is_dir():
             return []
-        runs = [p for p in path.iterdir() if p.is_dir() and RunFolder(p).has_records()]
+        runs = [p for p in _visible_folders(path) if RunFolder(p).has_records()]
         return sorted(runs, key=lambda p: (-RunFolder(p).modified(), p.name))
     except OSError:
         return []
@@ -96,11 +96,17 @@ def checkpoint_file(path_text: str) -> Path:
     raise ValueError(f"no checkpoint this app can read at `{path_text.strip()}`")
 
 
+def _visible_folders(path: Path) -> list[Path]:
+    """The sub-folders of ``path`` a user would list: not hidden ones, such as the ``.<name>.partial``
+    folders the notebooks' run cache trains in before it moves a finished run into place."""
+    return [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def find_checkpoints(root: Path) -> list[Path]:
     """The checkpoints of the run folders under ``root``, newest first."""
     if not root.is_dir():
         return []
-    found = [RunFolder(p).checkpoint for p in root.iterdir() if RunFolder(p).checkpoint.is_file()]
+    found = [RunFolder(p).checkpoint for p in _visible_folders(root) if RunFolder(p).checkpoint.is_file()]
     return sorted(found, key=lambda p: -p.stat().st_mtime)
 
 

@@ -146,6 +146,21 @@ def test_several_runs_are_listed_and_one_is_picked(runs: Path) -> None:
     np.testing.assert_array_equal(x, [1, 2])
 
 
+def test_a_run_still_being_made_by_the_notebook_cache_is_not_listed(runs: Path) -> None:
+    """The run cache trains in a hidden ``.<name>.partial`` folder: neither picker offers it."""
+    write_fake_run(runs / "done", epochs=2)
+    write_fake_run(runs / ".adaface-1234.x.partial", epochs=1)
+    (runs / ".adaface-1234.x.partial" / "checkpoint.pt").write_bytes(b"")
+    at = open_page(RUNS_PAGE)
+    assert not at.exception
+    assert len(at.sidebar.selectbox) == 0  # one run found, so no picker: the partial one is not a candidate
+    assert any(t.startswith("**done**") for t in texts(at, "markdown"))
+    at = open_page(INSPECT_PAGE)
+    at.radio(key="inspect:ckpt_src").set_value("path").run()
+    assert not at.exception
+    assert all(".partial" not in str(o) for o in at.selectbox(key="inspect:ckpt_pick").options)
+
+
 @pytest.mark.slow
 def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a tiny model so the real `adaface-lab train` finishes in seconds
