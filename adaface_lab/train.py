@@ -141,9 +141,7 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     env = _Env.setup(cfg)
     folder = RunFolder(Path(cfg.out))
     folder.check_writable(resume=cfg.resume, overwrite=cfg.overwrite)  # never replace a run by accident
-    cfg, recipe = resolve_config(cfg, env.device)  # a folder's crop, image size and backbone, unless given
-    if recipe is not None and env.show:
-        tqdm.write(recipe.describe())
+    cfg, recipe = _resolve(cfg, env)  # a folder's crop, image size and backbone, unless given (printed)
     env.barrier()  # every process has looked at the folder before rank 0 writes to it
     resume = _load_for_resume(cfg, folder) if cfg.resume else None
 
@@ -159,8 +157,7 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     progress = _Progress(folder, on_step, env.master, cfg.epochs, steps_per_epoch)
     if env.master:
         folder.prepare(overwrite=cfg.overwrite)
-        folder.write_config(_config_record(cfg, env, data, probe_mask, input_size, steps_per_epoch, holdout,
-                                           recipe))  # fmt: skip
+        folder.write_config(_config_record(cfg, env, data, probe_mask, input_size, steps_per_epoch, holdout, recipe))
         folder.drop_parts_after(start_epoch - 1)  # parts of epochs the checkpoint does not cover
         progress.write("preparing", start_epoch, step)
 
@@ -299,6 +296,15 @@ class _Env:
     def close(self) -> None:
         if self.own_group:
             dist.destroy_process_group()
+
+
+def _resolve(cfg: TrainConfig, env: _Env) -> tuple[TrainConfig, FolderRecipe | None]:
+    """``cfg`` with a folder's choices filled in for this device (:func:`adaface_lab.runs.resolve_config`);
+    what was detected and chosen is printed where progress is shown."""
+    cfg, recipe = resolve_config(cfg, env.device)
+    if recipe is not None and env.show:
+        tqdm.write(recipe.describe())
+    return cfg, recipe
 
 
 def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
