@@ -113,7 +113,7 @@ def _no_run(folder_text: str, folder: Path) -> None:
         "AdaFace head, with the default recipe of `adaface-lab train` and "
         f"fewer epochs. It writes `{_run_folders.shown(demo.run_dir)}`. It renders the 4,800 images once, then "
         "each epoch trains on all of them and records 1,536 probe samples: seconds per epoch on a CPU (the "
-        "README's default run took 1 min 13 s for ten epochs on two cores). A progress bar shows the steps; the "
+        "README's default run: ten epochs in a few minutes on two cores). A progress bar shows the steps; the "
         "run keeps going if you leave the page.")
     epochs = st.number_input("epochs", min_value=1, max_value=8, value=DEMO_EPOCHS, key=f"{PAGE}:demo_epochs")
     if st.button("Run the demo training", key=f"{PAGE}:demo", type="primary"):
