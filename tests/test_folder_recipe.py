@@ -94,3 +94,13 @@ def test_synthetic_faces_need_no_recipe() -> None:
     assert (config.center_crop, config.image_size, config.backbone, config.backbone_params) == (
         0, 112, "ir_tiny", {"input_size": 32})
     assert resolve_config(config, CUDA) == (config, None)
+
+
+def test_the_cli_says_auto_for_what_the_data_decides() -> None:
+    from adaface_lab.cli import build_parser
+
+    parse = lambda *args: vars(build_parser().parse_args(["train", *args]))  # noqa: E731
+    assert parse("--center-crop", "none")["center_crop"] == 0  # the whole image
+    assert parse("--center-crop", "auto")["center_crop"] is None and parse("--center-crop", "128")["center_crop"] == 128
+    assert parse("--image-size", "auto")["image_size"] is None and parse("--image-size", "96")["image_size"] == 96
+    assert parse("--backbone", "auto")["backbone"] is None and parse("--backbone", "ir_18")["backbone"] == "ir_18"

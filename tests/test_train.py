@@ -376,8 +376,11 @@ def test_cli_help_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--data", "--backbone", "--head", "--epochs", "--batch-size", "--out", "--resume", "--probe"):
+    for option in ("--data", "--backbone", "--head", "--epochs", "--batch-size", "--out", "--resume", "--probe",
+                   "--image-size", "--center-crop N|none|auto"):
         assert option in text
+    flat = " ".join(text.split())  # the folder recipe is documented where the options are
+    assert "LFW-style 250 x 250 images are cut to the centre 112 x 112" in flat and "ir_18 at 112 px" in flat
     assert main([]) == 0
     assert "train" in capsys.readouterr().out
     with pytest.raises(SystemExit):
