@@ -7,7 +7,7 @@ else
 endif
 export VENV
 
-.PHONY: setup lab test bench reports clean
+.PHONY: setup lab test bench reports exercises site clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,14 @@ bench: setup
 ## render every notebook headless; figures as HTML and PNG into reports/
 reports: setup
 	$(PY) -m adaface_lab.cli reports
+
+## the exercises (otter-grader): student notebooks and autograders into exercises/dist/
+exercises: setup
+	$(PY) exercises/build.py
+
+## the course site into site/ from the notebooks as stored (no outputs); SITE_EXECUTE=true runs them first
+site: setup
+	$(PY) course/build.py
 
 clean:
 	rm -rf .pytest_cache .hypothesis reports

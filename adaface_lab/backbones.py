@@ -16,10 +16,17 @@ fewer channels, fewer units and a smaller input, and the same ``(embedding, norm
 Every backbone has the attributes ``input_size`` (the square side in pixels it expects) and
 ``embedding_size``. Input conversion is done only by :func:`preprocess`, with an explicit
 channel order: the authors' AdaFace weights expect BGR, insightface's expect RGB.
+
+Limits, checked before anything is allocated (a size typed by mistake, or asked for by a crafted
+checkpoint, is an error rather than an attempt at terabytes): ``input_size`` ≤ :data:`MAX_INPUT_SIZE`,
+``embedding_size`` ≤ :data:`MAX_EMBEDDING_SIZE`, and at most :data:`MAX_PARAMETERS` parameters in all
+(:func:`parameter_count`).
 """
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -38,6 +45,10 @@ __all__ = [
     "list_backbones",
     "preprocess",
     "DEFAULT_TEACHING_BACKBONE",
+    "MAX_INPUT_SIZE",
+    "MAX_EMBEDDING_SIZE",
+    "MAX_PARAMETERS",
+    "parameter_count",
     "ir_18",
     "ir_34",
     "ir_50",
@@ -51,6 +62,13 @@ __all__ = [
 DEFAULT_TEACHING_BACKBONE = "ir_tiny"
 
 BACKBONES: Registry[Callable[..., "IResNet"]] = Registry("backbone", sort=True)
+
+#: The largest input side, in pixels (the official models take 112; activations grow with its square).
+MAX_INPUT_SIZE = 1024
+#: The longest embedding (the official models use 512).
+MAX_EMBEDDING_SIZE = 8192
+#: The most parameters a backbone may hold: 2**28, 1 GiB of float32 (IR-101 holds 65 million).
+MAX_PARAMETERS = 2**28
 
 
 # --------------------------------------------------------------------------- registry
@@ -69,9 +87,14 @@ def list_backbones() -> list[str]:
 def build_backbone(name: str, **kwargs: object) -> "IResNet":
     """Build a registered backbone by name; ``kwargs`` go to its factory.
 
-    Raises ``ValueError`` naming the known backbones when ``name`` is unknown.
+    Raises ``ValueError`` naming the known backbones when ``name`` is unknown, the options every backbone
+    takes (:class:`IResNet`'s, but ``units``) when an option is unknown, and the limit when a size exceeds it.
     """
-    return BACKBONES.get(name)(**kwargs)
+    factory = BACKBONES.get(name)
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"backbone {name!r} takes {', '.join(_OPTIONS)}; unknown option(s): {', '.join(unknown)}")
+    return factory(**kwargs)
 
 
 # --------------------------------------------------------------------------- modules
@@ -133,19 +156,28 @@ class IResNet(nn.Module):
         dropout: float = 0.4,
     ) -> None:
         super().__init__()
-        units, channels = tuple(int(u) for u in units), tuple(int(c) for c in channels)
+        units, channels = _whole_numbers("units", units), _whole_numbers("channels", channels)
+        input_size, embedding_size, stem_channels = (_whole_numbers(name, [value])[0] for name, value in (
+            ("input_size", input_size), ("embedding_size", embedding_size), ("stem_channels", stem_channels)))
         if len(units) == 0 or len(units) != len(channels):
             raise ValueError(f"units {units} and channels {channels} must be non-empty and of equal length")
         if min(units) < 1 or min(channels) < 1 or stem_channels < 1 or embedding_size < 1:
             raise ValueError("units, channels, stem_channels and embedding_size must be positive")
         stride_total = 2 ** len(units)
-        if input_size < stride_total or input_size % stride_total != 0:
+        if input_size < stride_total or input_size % stride_total != 0 or input_size > MAX_INPUT_SIZE:
             raise ValueError(
-                f"input_size {input_size} must be a positive multiple of 2**{len(units)} = {stride_total} "
-                f"(one stride-2 unit per stage)"
+                f"input_size {input_size} must be a multiple of 2**{len(units)} = {stride_total} (one stride-2 "
+                f"unit per stage) from {stride_total} to {MAX_INPUT_SIZE} pixels"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if embedding_size > MAX_EMBEDDING_SIZE:
+            raise ValueError(f"embedding_size {embedding_size} exceeds the limit of {MAX_EMBEDDING_SIZE}")
+        count = parameter_count(units, channels, input_size, embedding_size, stem_channels)
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"this backbone would hold {count:,} parameters ({4 * count / 2**30:.1f} GiB of float32), "
+                             f"beyond the limit of {MAX_PARAMETERS:,}; choose a smaller input_size, embedding_size "
+                             "or channels")  # fmt: skip
+        if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.input_size = int(input_size)
         self.embedding_size = int(embedding_size)
         self.units, self.channels = units, channels
@@ -176,6 +208,8 @@ class IResNet(nn.Module):
 
     def _init_weights(self) -> None:
         # Same scheme as the authors' `initialize_weights` (kaiming for conv/linear, BN at 1/0).
+        if self.input_layer[0].weight.is_meta:
+            return  # shapes only (torch.device("meta")): nothing to initialise
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -202,6 +236,33 @@ class IResNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, embedding_size={self.embedding_size}"
+
+
+def _whole_numbers(what: str, values: Sequence[object]) -> tuple[int, ...]:
+    """``values`` as ints; ValueError when one is not a whole number (a bool, a string, 3.5)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{what} must be a list of whole numbers, got {values!r}")
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        shown = repr(values[0]) if len(values) == 1 else repr(list(values))
+        raise ValueError(f"{what} must be {'a whole number' if len(values) == 1 else 'whole numbers'}, got {shown}")
+    return tuple(int(v) for v in values)  # type: ignore[call-overload]
+
+
+def parameter_count(units: Sequence[int], channels: Sequence[int], input_size: int, embedding_size: int,
+                    stem_channels: int) -> int:  # fmt: skip
+    """The number of parameters of the :class:`IResNet` these sizes make, counted without making it."""
+    count = 3 * stem_channels * 9 + 3 * stem_channels  # stem: Conv3x3, BN (weight, bias), PReLU
+    in_ch = stem_channels
+    for n_units, depth in zip(units, channels):
+        for k in range(n_units):
+            cin = in_ch if k == 0 else depth
+            # BN(cin), Conv3x3, BN, PReLU, Conv3x3, BN; a Conv1x1 + BN shortcut when the channels change
+            count += 2 * cin + 9 * cin * depth + 5 * depth + 9 * depth * depth
+            count += cin * depth + 2 * depth if cin != depth else 0
+        in_ch = depth
+    side = input_size // 2 ** len(units)
+    # output: BN2d, Linear (weight, bias); the final BatchNorm1d has no parameters (affine=False)
+    return count + 2 * in_ch + in_ch * side * side * embedding_size + embedding_size
 
 
 # --------------------------------------------------------------------------- registered models
@@ -263,6 +324,10 @@ def ir_mini56(**kwargs: object) -> IResNet:
         dict(units=(1, 2, 1), channels=(32, 64, 128), stem_channels=32, input_size=56, dropout=0.2),
         kwargs,
     )
+
+
+#: The options every registered backbone takes (:class:`IResNet`'s; the factory fixes ``units``).
+_OPTIONS: tuple[str, ...] = tuple(n for n in inspect.signature(IResNet.__init__).parameters if n not in ("self", "units"))
 
 
 # --------------------------------------------------------------------------- input conversion

@@ -14,6 +14,13 @@ containers are rebuilt, never arbitrary objects, so a malicious file raises
 :class:`UnsafeCheckpointError` instead of running code. A few container classes that
 Lightning or argparse put into the metadata of real checkpoints are mapped to inert local
 stand-ins (never imported), so such files load too.
+
+What a file may cost is bounded by its size: only the zip archives ``torch.save`` writes (torch ≥ 1.6)
+are read, each entry stored uncompressed as torch stores them (a compressed entry could inflate far
+beyond the file); the legacy format of older torch, whose pickle states the size of every buffer before
+it is read, is refused; and every tensor must lie within the bytes its file holds (a tensor viewing a
+few bytes as billions of elements is refused before anything copies it). A file that is none of these
+is refused without its content being shown.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +45,12 @@ from .backbones import build_backbone, list_backbones
 __all__ = [
     "LoadReport",
     "UnsafeCheckpointError",
+    "NotACheckpointError",
     "load_checkpoint",
     "load_backbone_checkpoint",
     "load_backbone_state",
     "guess_backbone",
+    "backbone_shapes",
     "split_lightning_state_dict",
     "save_checkpoint",
 ]
@@ -51,6 +61,14 @@ _HEAD_PREFIX = "head."
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint needs something a weights-only load refuses to rebuild (code, unknown classes)."""
+
+
+class NotACheckpointError(ValueError):
+    """A file that is not a checkpoint at all (not a zip archive of torch.save); its content is not shown."""
+
+
+class _BarePickleError(UnsafeCheckpointError, NotACheckpointError):
+    """A bare pickle: refused unread, as unsafe, and not a checkpoint this loader reads."""
 
 
 # --------------------------------------------------------------------------- inert stand-ins
@@ -89,13 +107,15 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises ``FileNotFoundError`` for a missing file, :class:`UnsafeCheckpointError` when the
     file asks for code or classes a weights-only load refuses (e.g. a pickle that would call a
-    function), and ``ValueError`` for a corrupt or non-PyTorch file.
+    function) or is a bare pickle, :class:`NotACheckpointError` for a file that is no zip archive, and
+    ``ValueError`` for a corrupt one; every message names the file and none shows its bytes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    _check_archive(path)
     try:
-        return _weights_only_load(path, map_location)
+        return _within_file(_weights_only_load(path, map_location), path)
     except pickle.UnpicklingError as first:
         needed = set(re.findall(r"GLOBAL ([\w.]+)", str(first)))
         if not needed or not needed <= _BENIGN_NAMES:
@@ -103,9 +123,67 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     # Retry with inert stand-ins for the known metadata containers (still weights-only).
     try:
         with torch.serialization.safe_globals(list(_BENIGN_GLOBALS)):
-            return _weights_only_load(path, map_location)
+            return _within_file(_weights_only_load(path, map_location), path)
     except pickle.UnpicklingError as second:
         raise _refusal(path, second) from None
+
+
+_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before torch reads it, a file that is not a zip archive of uncompressed entries within the file
+    (what ``torch.save`` writes); never shows the file's bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] in _PICKLE_PROTOCOLS:
+        raise _BarePickleError(
+            f"refused to load {path}: it is a bare pickle (the legacy format of torch < 1.6, or not a torch file), "
+            "which states the size of every buffer before reading it; re-save it with torch.save in a current torch"
+        )
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        if head != b"PK\x03\x04":
+            raise NotACheckpointError(f"{path} is not a readable PyTorch checkpoint (not a zip archive)") from None
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (cut short or damaged: "
+                         f"{type(e).__name__})") from None
+    for info in entries:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: its entry {info.filename[:100]!r} is "
+                             "compressed (torch.save stores every entry as it is)")  # fmt: skip
+        if info.header_offset + info.file_size > size:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: it is cut short (its entry "
+                             f"{info.filename[:100]!r} ends beyond the file)")  # fmt: skip
+
+
+def _within_file(obj: Any, path: Path) -> Any:
+    """``obj``, once every tensor in it is known to lie within its storage (the bytes read from the file):
+    ValueError for one that views them as more elements than they hold (a stride of 0 over billions)."""
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            if item.layout != torch.strided or item.is_quantized:
+                raise ValueError(f"{path} holds a {item.layout} tensor: a checkpoint of this kind holds dense ones")
+            held = item.untyped_storage().nbytes()
+            extent = 0 if item.numel() == 0 else item.storage_offset() + 1 + sum(
+                (n - 1) * abs(st) for n, st in zip(item.shape, item.stride()))
+            if item.numel() > extent or extent * item.element_size() > held:
+                raise ValueError(f"{path} is a damaged checkpoint: a tensor of shape {tuple(item.shape)} claims "
+                                 f"more data than its {held} bytes in the file")  # fmt: skip
+        elif isinstance(item, (dict, list, tuple, set)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+        elif isinstance(item, _InertNamespace) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(vars(item).values())
+    return obj
 
 
 def _weights_only_load(path: Path, map_location: str | torch.device) -> Any:
@@ -116,7 +194,9 @@ def _weights_only_load(path: Path, map_location: str | torch.device) -> Any:
     except pickle.UnpicklingError:
         raise
     except Exception as e:  # corrupt zip, truncated file, not a torch file at all
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        reason = " ".join(str(e).split())
+        reason = reason if len(reason) <= 300 else reason[:300] + " …"
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {reason})") from None
 
 
 _BOILERPLATE = ("Weights only load failed", "(1)", "(2)", "Re-running", "Please file", "Check the documentation")
@@ -290,12 +370,18 @@ def load_backbone_state(obj: Any, backbone: nn.Module, strict: bool = True, sour
     return report
 
 
+def backbone_shapes(name: str, **params: Any) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the backbone ``build_backbone(name, **params)`` would make, found on the meta
+    device (no memory): what to compare a file's tensors with before making it."""
+    with torch.device("meta"):
+        model = build_backbone(name, **params)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 @functools.lru_cache(maxsize=None)
 def _backbone_shapes(name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Tensor names and shapes of a registered backbone (built once, on the meta device: no memory)."""
-    with torch.device("meta"):
-        model = build_backbone(name)
-    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    """:func:`backbone_shapes` of a registered backbone with its defaults (built once)."""
+    return tuple(backbone_shapes(name).items())
 
 
 def guess_backbone(obj: Any) -> str | None:

@@ -8,6 +8,7 @@
     adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
     adaface-lab quality PATH...                               # BRISQUE scores to a CSV
+    adaface-lab checkup --run runs/demo --data FOLDER         # can the norm be read as quality here?
 
 Other modules define their sub-commands: ``SUBCOMMAND_HOOKS`` lists their ``add_<name>_subparser(subparsers)``
 functions, each registering a parser whose ``func(args)`` returns an exit code.
@@ -23,22 +24,25 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With the default spinning, a
 # small model on 2 threads ran ~10x slower whenever other processes shared the cores (bench/bench_train.py
 # conditions, ir_tiny at 32 px: 31 img/s spinning, 336 img/s passive). Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .checkup_report import add_checkup_subparser  # noqa: E402
+from .errors import USER_ERRORS, one_line  # noqa: E402
 from .quality import add_quality_subparser  # noqa: E402  (it loads torch: after OMP_WAIT_POLICY is set)
 from .reports import add_reports_subparser  # noqa: E402
 
-__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS"]
+__all__ = ["main", "build_parser", "SUBCOMMAND_HOOKS", "train_overrides"]
 
 #: The functions that register the sub-commands besides ``train``, in the order ``--help`` lists them.
 SUBCOMMAND_HOOKS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
     add_quality_subparser,
     add_reports_subparser,
+    add_checkup_subparser,
 )
 
 # Help for the train options, by TrainConfig field (the option is --field-name).
@@ -90,25 +94,58 @@ _TRAIN_HELP: dict[str, str] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``adaface-lab`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    """Run ``adaface-lab`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Every failure a user can act on (:data:`adaface_lab.errors.USER_ERRORS`) ends in one ``error: …`` line
+    on stderr and exit code 2 (130 after Ctrl-C), never a traceback; ``--debug`` shows it. argparse's own
+    errors (an unknown option, a bad value) end in an ``error: …`` line too, with exit code 2.
+    """
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on a last line that starts with ``error:`` (as every other failure)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with ``train`` and the sub-commands of :data:`SUBCOMMAND_HOOKS`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="adaface-lab", description="A lab for quality-adaptive margin losses (AdaFace and its relatives)."
     )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_train_subparser(subparsers)
     for hook in SUBCOMMAND_HOOKS:
         hook(subparsers)
+    for command in subparsers.choices.values():  # after the command too; a command's own --debug stays
+        try:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        except argparse.ArgumentError:
+            pass
     return parser
+
+
+_DEBUG_HELP = "show the traceback of a failure"
 
 
 # --------------------------------------------------------------------------- train
@@ -215,55 +252,49 @@ _METAVARS: dict[Any, str] = {int: "N", float: "X", str: "TEXT", _int_or_all: "N|
 
 
 def _key_value(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as JSON where it can be (numbers, true/false, lists), else a string."""
+    """``KEY=VALUE`` with VALUE read as JSON where it can be (numbers, true/false, lists), else as a float
+    where Python reads one (``nan``, ``inf``: refused later, by name), else as a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
+        try:
+            value = float(raw)
+        except ValueError:
+            value = raw
     return key.strip(), value
 
 
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on a ``train`` command line, as ``TrainConfig.from_overrides`` takes them
+    (``--head-param`` pairs gathered into a dict)."""
+    from .config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    for name in ("head_params", "backbone_params"):
+        if name in given:
+            given[name] = dict(given[name])
+    return given
+
+
 def _run_train(args: argparse.Namespace) -> int:
+    """``adaface-lab train``: errors reach :func:`main` (one line each); Ctrl-C says what is checkpointed."""
     from .config import TrainConfig
     from .runs import RUN_FILES, RunFolder
     from .train import train
 
-    given = {k: v for k, v in vars(args).items() if k != "func"}
-    for name in ("head_params", "backbone_params"):
-        if name in given:
-            given[name] = dict(given[name])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = train_overrides(args)
     overrides: dict[str, Any] = {}
     if given.get("resume"):
-        folder = RunFolder(Path(given.get("out", TrainConfig().out)))
-        try:
-            saved = folder.read_config()
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: nothing to resume: {e}", file=sys.stderr)
-            return 2
         # the run's settings; runtime options (device, threads, stop_after, ...) come from this command line
-        names = {f.name for f in dataclasses.fields(TrainConfig)} - TrainConfig.RUNTIME_FIELDS
-        overrides = {k: v for k, v in saved.items() if k in names}
+        saved = RunFolder(Path(given.get("out", TrainConfig().out))).settings_to_resume()
+        overrides = {k: v for k, v in saved.items() if k in fields - TrainConfig.RUNTIME_FIELDS}
     overrides.update(given)
-    try:
-        config = TrainConfig.from_overrides(overrides)
-    except (ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = train(config)
-    except KeyboardInterrupt:
-        if RunFolder(Path(config.out)).checkpoint.is_file():
-            print("interrupted; the last completed step is checkpointed: add --resume to continue", file=sys.stderr)
-        else:
-            print("interrupted before the first checkpoint: nothing to resume; run the command again to start over",
-                  file=sys.stderr)  # fmt: skip
-        return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad data folder, resume mismatch, a run there
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+    result = train(TrainConfig.from_overrides(overrides))
     if result.summary:
         print(f"run folder: {result.run_dir} ({', '.join(RUN_FILES)})")
     return 0

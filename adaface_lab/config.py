@@ -17,6 +17,7 @@ ran before it (which is what lets a resumed run write the same records).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -24,12 +25,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
-from .backbones import BACKBONES, DEFAULT_TEACHING_BACKBONE
-from .heads import HEADS
+from .backbones import BACKBONES, DEFAULT_TEACHING_BACKBONE, build_backbone
+from .errors import LabError
+from .heads import HEADS, build_head
 
 __all__ = [
-    "TrainConfig", "DEMO_BACKBONE_PARAMS", "PAPER_IMAGE_SIZE", "seed_for",
+    "TrainConfig", "ConfigTypeError", "DEMO_BACKBONE_PARAMS", "PAPER_IMAGE_SIZE", "seed_for",
     "STREAM_INIT", "STREAM_ORDER", "STREAM_AUG", "STREAM_MODEL", "STREAM_PROBE", "STREAM_HOLDOUT",
 ]  # fmt: skip
 
@@ -167,6 +170,10 @@ class TrainConfig:
 _FROM_DATA: tuple[str, ...] = ("center_crop", "image_size", "backbone", "backbone_params")
 
 
+class ConfigTypeError(LabError, TypeError):
+    """A TrainConfig value of the wrong type (from :meth:`TrainConfig.from_overrides`)."""
+
+
 def _check_type(name: str, value: Any, hint: Any) -> Any:
     """``value`` if it matches the type ``hint`` (int for float, list for tuple allowed), else TypeError."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -184,7 +191,7 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
             return tuple(float(v) for v in value)
-    raise TypeError(f"TrainConfig.{name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}")
+    raise ConfigTypeError(f"TrainConfig.{name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}")
 
 
 def _type_name(hint: Any) -> str:
@@ -212,8 +219,13 @@ def _validate(c: TrainConfig) -> None:
     need(c.channel_order in ("rgb", "bgr"), "channel_order must be 'rgb' or 'bgr'")
     need(c.epochs >= 1, "epochs must be ≥ 1")
     need(c.batch_size >= 2, "batch_size must be ≥ 2 (BatchNorm needs two samples)")
-    need(c.lr > 0 and 0 <= c.momentum < 1 and c.weight_decay >= 0,
-         "need lr > 0, 0 ≤ momentum < 1, weight_decay ≥ 0")  # fmt: skip
+    need(math.isfinite(c.lr) and c.lr > 0, f"lr must be a finite number > 0, got {c.lr}")
+    need(0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}")
+    need(math.isfinite(c.weight_decay) and c.weight_decay >= 0, f"weight_decay must be finite and ≥ 0, got {c.weight_decay}")
+    # SGD with momentum μ on the decay term alone, w ← w − lr·wd·w, is stable only for lr·wd < 2(1 + μ)
+    need(c.lr * c.weight_decay < 2 * (1 + c.momentum),
+         f"lr × weight_decay = {c.lr * c.weight_decay:g} would make the weights grow at every step (SGD with "
+         f"momentum {c.momentum:g} needs it below 2(1 + momentum) = {2 * (1 + c.momentum):g}): lower lr or weight_decay")  # fmt: skip
     need(all(0 < m < 1 for m in c.lr_milestones) and list(c.lr_milestones) == sorted(c.lr_milestones),
          "lr_milestones must be ascending fractions in (0, 1)")  # fmt: skip
     need(0 < c.lr_gamma <= 1, "lr_gamma must be in (0, 1]")
@@ -228,3 +240,31 @@ def _validate(c: TrainConfig) -> None:
     need(c.stop_after is None or c.stop_after >= 1, "stop_after must be None or ≥ 1")
     need(bool(c.out), "out must name a run folder")
     need(not (c.resume and c.overwrite), "resume and overwrite exclude each other: continue the run or replace it")
+    _check_model(c)
+
+
+def _check_model(c: TrainConfig) -> None:
+    """Make the backbone (on the meta device: no memory) and a small head as the config says, and run the head
+    on a test batch, so that an option no run can use fails here, before any work, in one ValueError. A backbone
+    a folder's recipe will choose is checked once chosen."""
+    if c.backbone is not None:
+        params = " ".join(f"{k}={v!r}" for k, v in (c.backbone_params or {}).items())
+        try:
+            with torch.device("meta"):
+                build_backbone(c.backbone, **(c.backbone_params or {}))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"backbone {c.backbone} {params}: {e}") from None
+    params = " ".join(f"{k}={v!r}" for k, v in c.head_params.items()) or "(its defaults)"
+    try:
+        head = build_head(c.head, 8, 4, **c.head_params)
+        with torch.no_grad():  # four unit embeddings of norms 10..40, one per class
+            embeddings = torch.nn.functional.normalize(torch.eye(4, 8) + 0.5, dim=1)
+            labels = torch.arange(4)
+            loss = float(head.loss(head(embeddings, torch.linspace(10, 40, 4)[:, None], labels), labels))
+    except (ValueError, ArithmeticError) as e:
+        raise ValueError(f"head {c.head} {params}: {e}") from None
+    except TypeError as e:  # a value of the wrong kind reached the formulas
+        raise ValueError(f"head {c.head} {params}: a parameter is not a number ({e})") from None
+    if not math.isfinite(loss):
+        raise ValueError(f"head {c.head} {params} gives a loss of {loss} on a test batch: no run can train with it "
+                         "(check s, m and the other head parameters)")  # fmt: skip

@@ -12,6 +12,11 @@ margin acts only through P_y. ``convention="official"`` (the AdaFace code) is th
 The feature plane (DESIGN.md §2, paper Fig. 3): two unit class vectors W_y (along +x) and W_j at
 angle φ, a feature at polar angle α and radius r in the unit disc. θ_y is its angle to W_y, θ_j to
 W_j; two-class softmax gives P_y; B0 is where c_y = c_j and B1 where f(c_y) = logit_j(c_j).
+
+Where an angle clip of the official code is active, df/dc = 0, so even a misclassified sample gets
+no gradient: :func:`zero_gradient_bands` finds those angles along the arc (AdaFace's θ_y < m·ẑ + ε
+for ẑ above about 0.75, ArcFace's θ_y > π − m − ε) and ``FeaturePlane.zero_g`` marks them in the
+plane. :func:`where_more_gradient` compares two methods (or one at two norms) along the arc.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple
 
 import numpy as np
 
-from .margins import Margin, build_margin
+from .margins import EPS, Margin, build_margin
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 
 Convention = Literal["official", "detached"]
 CONVENTIONS: tuple[str, ...] = ("official", "detached")
+Interval = tuple[float, float]
+"""(first, last) angle θ_y of a run of the arc, radians."""
 
 
 def _check_convention(convention: str) -> None:
@@ -95,6 +102,97 @@ def two_class(margin: Margin, c_y: np.ndarray, c_j: np.ndarray, *,
     return {"logit_y": logit_y, "logit_j": logit_j, "p_y": p_y, "g": g, "g_j": g_j}
 
 
+def zero_gradient(margin: Margin, c_y: np.ndarray, p_y: np.ndarray,
+                  convention: Convention = "official", **context: Any) -> np.ndarray:
+    """Where a misclassified sample (P_y < ½) gets g = 0 exactly: a clip of the official code is
+    active, so df/dc = 0 however wrong the sample is. Boolean, shaped like ``c_y``.
+
+    The cosine clamp [−1+ε, 1−ε], which zeroes g within 2.6° of W_y and of −W_y for every method, is
+    left out; what remains is an angle clip: AdaFace's θ + g_angle ≥ ε (for ẑ > 0 it stops the
+    gradient of every θ_y < m·ẑ + ε), ArcFace's θ + m ≤ π − ε. The detached convention
+    (df/dc = s) has none.
+    """
+    _check_convention(convention)
+    c_y = np.asarray(c_y)
+    if convention == "detached":
+        return np.zeros(c_y.shape, dtype=bool)
+    dfdc = margin.target_derivative(c_y, **context)
+    return (np.asarray(p_y) < 0.5) & (dfdc == 0) & (np.abs(c_y) <= 1.0 - EPS)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in ``mask``: (first, last) index of each."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _bands(mask_of: Callable[[np.ndarray], np.ndarray], upto: float, resolution: int,
+           refine: int = 257) -> list[Interval]:
+    """The runs of θ ∈ [0, upto] where ``mask_of(θ)`` holds: found on a grid of ``resolution``
+    angles, each edge then located on ``refine`` angles between its two grid neighbours (so a run
+    narrower than the grid step can be missed, an edge is exact to step/refine)."""
+    if not 0 < upto <= math.pi:
+        raise ValueError(f"upto must lie in (0, π], got {upto}")
+    if resolution < 3:
+        raise ValueError(f"resolution must be at least 3, got {resolution}")
+    theta = np.linspace(0.0, upto, resolution)
+    out = []
+    for a, b in _runs(mask_of(theta)):
+        lo, hi = theta[a], theta[b]
+        if a > 0:
+            local = np.linspace(theta[a - 1], theta[a], refine)
+            lo = local[np.argmax(mask_of(local))]
+        if b < resolution - 1:
+            local = np.linspace(theta[b], theta[b + 1], refine)
+            hi = local[len(local) - 1 - np.argmax(mask_of(local)[::-1])]
+        out.append((float(lo), float(hi)))
+    return out
+
+
+def zero_gradient_bands(margin: Margin | str, *, phi: float = math.pi / 2,
+                        convention: Convention = "official", upto: float = math.pi,
+                        resolution: int = 1801, **context: Any) -> list[Interval]:
+    """The bands of θ_y ∈ [0, ``upto``] (radians) along the arc from W_y toward W_j where a sample is
+    misclassified (P_y < ½) and still gets no gradient (:func:`zero_gradient`).
+
+    ``context``: :func:`resolve_context`'s keywords (e.g. AdaFace's ``z_hat``, or ``norm`` with
+    ``mean`` and ``std``). Found on ``resolution`` angles (0.1° apart by default), edges refined to
+    below 0.001°. AdaFace at ẑ = +1, m = 0.4, φ = 90°: one band, from B1 (11.5°) to m·ẑ + ε (23.0°).
+    Taught in ``notebooks/01_margins_and_gst.ipynb`` (§1.2).
+    """
+    if isinstance(margin, str):
+        margin = build_margin(margin)
+    ctx = resolve_context(margin, **context)
+
+    def mask_of(theta: np.ndarray) -> np.ndarray:
+        p_y = arc_profile(margin, theta, phi=phi, convention=convention, **ctx)["p_y"]
+        return zero_gradient(margin, np.cos(theta), p_y, convention, **ctx)
+
+    return _bands(mask_of, upto, resolution)
+
+
+def where_more_gradient(first: tuple[Margin, dict[str, Any]], second: tuple[Margin, dict[str, Any]],
+                        *, phi: float = math.pi / 2, convention: Convention = "official",
+                        upto: float = math.pi, resolution: int = 1801) -> list[Interval]:
+    """The runs of θ_y ∈ [0, ``upto``] (radians) along the arc where the ``first`` method's |g|
+    exceeds the ``second``'s (by more than 1e-9·s, so that two zeros tie); found as in
+    :func:`zero_gradient_bands`.
+
+    Each method is a (margin, context) pair, the context as for :func:`resolve_context`; e.g. AdaFace
+    at a high and a low norm: ``((ada, {"z_hat": 1.0}), (ada, {"z_hat": -1.0}))``. Taught in
+    ``notebooks/01_margins_and_gst.ipynb`` (§1.2).
+    """
+    contexts = [resolve_context(margin, **context) for margin, context in (first, second)]
+    tol = 1e-9 * max(first[0].s, second[0].s)
+
+    def mask_of(theta: np.ndarray) -> np.ndarray:
+        g = [np.abs(arc_profile(margin, theta, phi=phi, convention=convention, **ctx)["g"])
+             for (margin, _), ctx in zip((first, second), contexts)]
+        return g[0] > g[1] + tol
+
+    return _bands(mask_of, upto, resolution)
+
+
 def _angle_between(alpha: np.ndarray, direction: float) -> np.ndarray:
     """Unsigned angle in [0, π] between polar angle ``alpha`` and ``direction`` (radians)."""
     return np.abs((alpha - direction + math.pi) % (2 * math.pi) - math.pi)
@@ -117,7 +215,8 @@ class FeaturePlane:
 
     ``margin``: the method drawn (``method`` and ``params`` are its name and parameters);
     ``x``, ``y``: (R,) grid coordinates; ``theta_y``, ``theta_j`` (rad), ``norm``, ``p_y``, ``g``
-    and ``g_j``: (R, R) arrays indexed [y, x]; ``b0`` and ``b1``: lists of (K, 2) polylines;
+    and ``g_j``: (R, R) arrays indexed [y, x]; ``zero_g``: (R, R) booleans, the misclassified points
+    whose g an angle clip sets to 0 (:func:`zero_gradient`); ``b0`` and ``b1``: lists of (K, 2) polylines;
     ``w_y``, ``w_j``: the unit class vectors; ``context``: what the caller gave (norm, ẑ, μ_z,
     σ_z, t).
     """
@@ -133,6 +232,7 @@ class FeaturePlane:
     p_y: np.ndarray
     g: np.ndarray
     g_j: np.ndarray
+    zero_g: np.ndarray
     b0: list[np.ndarray]
     b1: list[np.ndarray]
     w_y: np.ndarray
@@ -211,6 +311,7 @@ def feature_plane(
         p_y=_full(fields["p_y"]),
         g=_full(fields["g"]),
         g_j=_full(fields["g_j"]),
+        zero_g=_full(zero_gradient(margin, c_y, fields["p_y"], convention, **context)) == 1,
         b0=b0,
         b1=b1,
         w_y=np.array([1.0, 0.0]),
@@ -362,6 +463,7 @@ __all__ = [
     "CONVENTIONS",
     "AutogradCheck",
     "FeaturePlane",
+    "Interval",
     "arc_profile",
     "autograd_check",
     "b1_on_arc",
@@ -371,4 +473,7 @@ __all__ = [
     "target_derivative",
     "target_gst",
     "two_class",
+    "where_more_gradient",
+    "zero_gradient",
+    "zero_gradient_bands",
 ]

@@ -27,6 +27,8 @@ the method multiplies the angle) and each method's own state (AdaFace: ``z_hat``
 
 from __future__ import annotations
 
+import numbers
+from dataclasses import fields
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import Registry
-from .margins import MARGINS, Margin, build_margin, list_margins, magface_regularizer
+from .margins import MARGINS, Margin, build_margin, list_margins, magface_regularizer, margin_class
 
 
 class _HeadRegistry(Registry[type["MarginHead"]]):
@@ -70,14 +72,31 @@ def list_heads() -> list[str]:
     return HEADS.names()
 
 
-def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> "MarginHead":
+def build_head(name: str, /, embedding_size: int = 512, num_classes: int = 1000,
+               **params: Any) -> "MarginHead":
     """Make the head of the margin ``name``; ``params`` are the margin's (s, m, h, …) plus
     ``detach_margin`` and ``validate``.
 
-    Raises ValueError for an unknown head or parameter.
+    Raises ValueError for an unknown head, an unknown parameter name, a size that is not an integer
+    ≥ 1 (embedding_size) or ≥ 2 (num_classes), or a parameter value outside its domain
+    (:class:`~adaface_lab.margins.Domain`).
     """
     cls = HEADS.get(name)
+    known = [*_HEAD_OPTIONS, *(f.name for f in fields(margin_class(name)))]
+    unknown = set(params) - set(known)
+    if unknown:
+        raise ValueError(f"head {name!r} takes embedding_size, num_classes and {known}; unknown "
+                         f"parameter(s): {sorted(unknown)}")
     return cls(embedding_size=embedding_size, num_classes=num_classes, margin_name=name, **params)
+
+
+_HEAD_OPTIONS = ("detach_margin", "validate")
+"""What :func:`build_head` takes besides the sizes and the margin's parameters."""
+
+
+def _check_size(what: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{what} must be an integer ≥ {least}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -153,8 +172,8 @@ class MarginHead(nn.Module):
         **margin_params: Any,
     ) -> None:
         super().__init__()
-        if embedding_size < 1 or num_classes < 2:
-            raise ValueError("embedding_size must be ≥ 1 and num_classes ≥ 2")
+        _check_size("embedding_size", embedding_size, 1)
+        _check_size("num_classes", num_classes, 2)
         if margin_name and type(self) is not MarginHead and margin_name != self.margin_name:
             raise ValueError(f"{type(self).__name__} is the head of {self.margin_name!r}, not {margin_name!r}")
         self.margin: Margin = build_margin(margin_name or self.margin_name, **margin_params)
@@ -274,7 +293,9 @@ class MagFaceHead(MarginHead):
 
 @register_head("curricularface")
 class CurricularFaceHead(MarginHead):
-    """CurricularFace: ArcFace target; hard negatives weighted by the adaptive ``t`` buffer."""
+    """CurricularFace: ArcFace target; hard negatives weighted by the adaptive ``t`` buffer, updated
+    in training mode only (CurricularFace's own code updates it in eval mode too; its boundary past
+    θ + m = π is ``boundary="official"``: docs/paper_vs_code.md)."""
 
     def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:
         super().__init__(embedding_size, num_classes, **params)
@@ -299,7 +320,9 @@ class AdaFaceHead(MarginHead):
     starts at 20) and ``batch_std`` (σ_z, starts at 100). In training mode, each forward first
     updates them as an EMA of the batch's (clipped, detached) norms with weight ``t_alpha``, then
     computes ẑ with the updated values. A batch of one has no std: σ_z then keeps its value (the
-    official code would turn it into NaN). In eval mode the buffers are only read.
+    official code would turn it into NaN). In eval mode the buffers are only read (the official code
+    updates them in eval mode too). These and the paper's differences from the code are listed in
+    docs/paper_vs_code.md.
     """
 
     def __init__(self, embedding_size: int = 512, num_classes: int = 1000, **params: Any) -> None:

@@ -321,6 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     failed = [r for r in reports if not r.ok]
     for r in failed:
         print(f"{r.name} failed: {r.error} (see {r.executed or r.folder})", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(reports)} notebooks failed (listed above)", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -71,6 +71,7 @@ from .config import (
     seed_for,
 )
 from .data.augment import AugmentConfig, augment_batch
+from .errors import LabError
 from .heads import build_head
 from .quality import brisque_torch, quality_from_brisque
 from .runs import (
@@ -85,7 +86,8 @@ from .runs import (
     training_data,
 )
 
-__all__ = ["TrainConfig", "RunResult", "OnStep", "train", "pick_device", "DEMO_BACKBONE_PARAMS", "INPUT_RESIZE"]
+__all__ = ["TrainConfig", "RunResult", "OnStep", "train", "pick_device", "DEMO_BACKBONE_PARAMS", "TrainingDiverged",
+           "TrainingInterrupted", "INPUT_RESIZE"]
 
 #: How the augmented image becomes the network's input when the sizes differ (:func:`_resized`).
 INPUT_RESIZE = "bilinear, antialiased, to uint8"
@@ -123,8 +125,11 @@ def train(config: TrainConfig, on_step: OnStep | None = None) -> RunResult:
     ``config.out`` (:mod:`adaface_lab.runs`); call ``on_step`` after every step (see :data:`OnStep`).
 
     Raises :class:`~adaface_lab.runs.RunExistsError` when ``config.out`` holds a run and neither ``resume``
-    nor ``overwrite`` is set (nothing is written then), and KeyboardInterrupt after Ctrl-C or SIGTERM, once
-    the last completed step is checkpointed (``resume=True`` continues from it).
+    nor ``overwrite`` is set (nothing is written then); ValueError when ``resume`` finds a damaged run (nothing
+    written either); :class:`TrainingDiverged` when the loss turns NaN or inf (the last good checkpoint is
+    kept); and :class:`TrainingInterrupted` (a KeyboardInterrupt) after Ctrl-C or SIGTERM, once the last
+    completed step is checkpointed (``resume=True`` continues from it; its message says how many steps a second
+    Ctrl-C lost). A run that fails before its first checkpoint removes what it wrote (and the folder it made).
     """
     before = torch.get_num_threads()
     if config.threads is not None:
@@ -142,8 +147,9 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     folder = RunFolder(Path(cfg.out))
     folder.check_writable(resume=cfg.resume, overwrite=cfg.overwrite)  # never replace a run by accident
     cfg, recipe = _resolve(cfg, env)  # a folder's crop, image size and backbone, unless given (printed)
+    resume = _load_for_resume(cfg, folder) if cfg.resume else None  # every file it covers reads back whole
     env.barrier()  # every process has looked at the folder before rank 0 writes to it
-    resume = _load_for_resume(cfg, folder) if cfg.resume else None
+    created = not folder.path.exists()  # a run that fails before its first checkpoint leaves no folder behind
 
     # -------------------------------------------------------------- data (made, augmented, scored at image_size)
     input_size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size  # the network's, applied last
@@ -163,13 +169,14 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
 
     stop = _StopRequest()
     stop.install()
+    checkpointer: _Checkpointer | None = None
     try:
         # ---------------------------------------------------------- model, head, optimiser
         raw_model, model, optimizer = _build_model(cfg, env, data.num_classes, resume)
         augmenter = _Augmenter(cfg)
         recorder = _Recorder(raw_model.head, _BrisqueScorer(cfg.brisque, data, probe_mask, env.device, env.show),
                              probe_mask, env)  # fmt: skip
-        checkpointer = _Checkpointer(folder.checkpoint, raw_model, optimizer, schedule, cfg, env)
+        checkpointer = _Checkpointer(folder.checkpoint, raw_model, optimizer, schedule, cfg, env, resume)
 
         # ---------------------------------------------------------- the loop
         progress.begin(step)
@@ -188,9 +195,7 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
                 lr = schedule.apply(optimizer, step)
                 # augment on the device at image_size (records what it did per sample), then the network's input
                 images, aug = augmenter(batch.images, aug_gen)  # uint8 (B, 3, S, S) RGB, S = image_size
-                x = preprocess(_resized(images, input_size), channel_order=cfg.channel_order)  # (B, 3, I, I) in [-1, 1]
-                if env.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = _network_input(images, input_size, cfg.channel_order, env.channels_last)  # (B, 3, I, I) in [-1, 1]
                 with env.autocast():
                     logits = model(x, batch.labels)  # (B, C) scaled, margined
                 loss = raw_model.head.loss(logits, batch.labels)
@@ -200,6 +205,8 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
                 step += 1
 
                 done = recorder.step(batch, images, aug, logits, step, lr, started, stop.requested is not None)
+                if not math.isfinite(done.loss):  # the same in every process (summed over them)
+                    raise TrainingDiverged(step, done.loss, cfg, checkpointer)
                 bar.update(1)
                 bar.set_postfix(loss=f"{done.loss:.3f}", acc=f"{done.acc:.3f}", img_s=f"{done.images_per_s:.0f}")
                 progress.step(step, epoch, done)
@@ -223,11 +230,9 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
                 break  # a planned pause: the checkpoint above resumes it
         progress.end("finished" if history and history[-1]["epoch"] == cfg.epochs else "paused")
         env.barrier()  # every process leaves together (see _Env.barrier)
-    except KeyboardInterrupt:
-        progress.end("stopped")
-        raise
-    except BaseException as e:
-        progress.end("failed", error=f"{type(e).__name__}: {e}")
+    except BaseException as e:  # Ctrl-C, SIGTERM, divergence, a failure: say so, and say what is kept
+        saved = checkpointer.saved if checkpointer else (resume.step if resume else None)
+        _end_early(e, step, saved, progress, folder, env.master and created)
         raise
     finally:
         stop.restore()
@@ -340,8 +345,9 @@ def _build_model(cfg: TrainConfig, env: _Env, num_classes: int, resume: Training
     when resuming."""
     torch.manual_seed(seed_for(cfg.seed, STREAM_INIT))
     backbone = build_backbone(cfg.backbone, **cfg.backbone_params)
-    head = build_head(cfg.head, backbone.embedding_size, num_classes, **cfg.head_params,
-                      validate=env.device.type == "cpu" and not cfg.compile)  # input checks cost a sync per step
+    # No input checks: the loop's labels and shapes are right by construction, and a loss that turns NaN or
+    # inf stops the run as diverged (the checks would report it as bad embeddings instead).
+    head = build_head(cfg.head, backbone.embedding_size, num_classes, **cfg.head_params, validate=False)
     model = _Model(backbone, head).to(env.device)
     if env.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -457,7 +463,8 @@ def _probe_mask(n: int, probe: int | str, seed: int) -> torch.Tensor:
 
 class _Batch(NamedTuple):
     """One batch: ``images`` uint8 (B, 3, S, S) and ``labels`` (B,) on the device; ``sample_ids`` (B,),
-    ``severity`` (B,) float64, training ``positions`` (B,) and ``recorded`` (B,) bool on the CPU."""
+    ``severity`` (B,) float64, training ``positions`` (B,) and ``recorded`` (B,) bool on the CPU (False for a
+    padded repeat and for a sample read in place of one that could not be decoded)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -468,18 +475,21 @@ class _Batch(NamedTuple):
 
 
 def _collate(batch: list[tuple[torch.Tensor, int, int, dict[str, Any]]]) -> tuple[torch.Tensor, ...]:
-    """Samples -> (images uint8 (B, 3, S, S), labels (B,), sample_ids (B,), severity (B,) float64)."""
+    """Samples -> (images uint8 (B, 3, S, S), labels (B,), sample_ids (B,), severity (B,) float64, substituted
+    (B,) bool: a reader gave another sample in place of one it could not decode, ``meta["substituted_for"]``)."""
     images = torch.stack([b[0] for b in batch])
     labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
     ids = torch.tensor([b[2] for b in batch], dtype=torch.int64)
     severity = torch.tensor([float(b[3].get("severity", math.nan)) for b in batch], dtype=torch.float64)
-    return images, labels, ids, severity
+    substituted = torch.tensor([int(b[3].get("substituted_for", -1)) >= 0 for b in batch], dtype=torch.bool)
+    return images, labels, ids, severity, substituted
 
 
 class _TrainData:
     """The training samples, preloaded into memory (small sets) or streamed through a DataLoader.
 
-    ``batches(list of (positions, recorded))`` yields a :class:`_Batch` per batch.
+    ``batches(list of (positions, recorded))`` yields a :class:`_Batch` per batch. A sample the reader could
+    not decode, and gave another in place of, trains but is not recorded (the other is recorded where it is).
     """
 
     def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, show: bool) -> None:
@@ -496,6 +506,7 @@ class _TrainData:
             self.labels = torch.cat([p[1] for p in parts])
             self.sample_ids = torch.cat([p[2] for p in parts])
             self.severity = torch.cat([p[3] for p in parts])
+            self.substituted = torch.cat([p[4] for p in parts])
             if device.type == "cuda":  # a small set fits on the GPU: no host-to-device copies per step
                 self.images = self.images.to(device)
 
@@ -514,14 +525,14 @@ class _TrainData:
             for pos, rec in batches:
                 p = torch.from_numpy(pos)
                 yield _Batch(self.images[p.to(self.images.device)].to(dev), self.labels[p].to(dev),
-                             self.sample_ids[p], self.severity[p], p, torch.from_numpy(rec))  # fmt: skip
+                             self.sample_ids[p], self.severity[p], p, torch.from_numpy(rec) & ~self.substituted[p])  # fmt: skip
             return
         loader = DataLoader(self.dataset, batch_sampler=[pos.tolist() for pos, _ in batches],
                             num_workers=self.num_workers, collate_fn=_collate,
                             pin_memory=dev.type == "cuda")  # fmt: skip
-        for (images, labels, ids, severity), (pos, rec) in zip(loader, batches):
+        for (images, labels, ids, severity, substituted), (pos, rec) in zip(loader, batches):
             yield _Batch(images.to(dev, non_blocking=True), labels.to(dev), ids, severity, torch.from_numpy(pos),
-                         torch.from_numpy(rec))  # fmt: skip
+                         torch.from_numpy(rec) & ~substituted)  # fmt: skip
 
 
 # ============================================================================ augmentation, BRISQUE, records
@@ -541,6 +552,13 @@ class _Augmenter:
     def __call__(self, images: torch.Tensor, generator: torch.Generator,
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         return augment_batch(images, generator, self.config)
+
+
+def _network_input(images: torch.Tensor, size: int, channel_order: str, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, 3, S, S) augmented images -> float (B, 3, size, size) in [-1, 1], as the network takes them:
+    resized (:func:`_resized`), converted (:func:`~adaface_lab.backbones.preprocess`), channels-last if asked."""
+    x = preprocess(_resized(images, size), channel_order=channel_order)  # type: ignore[arg-type]
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -812,23 +830,30 @@ class _Checkpointer:
     """Writes ``checkpoint.pt`` (a :class:`~adaface_lab.runs.TrainingState`) from rank 0."""
 
     def __init__(self, path: Path, model: _Model, optimizer: torch.optim.Optimizer, schedule: _Schedule,
-                 cfg: TrainConfig, env: _Env) -> None:  # fmt: skip
+                 cfg: TrainConfig, env: _Env, resumed: TrainingState | None) -> None:  # fmt: skip
         self.path, self.model, self.optimizer, self.schedule, self.cfg, self.env = (
             path, model, optimizer, schedule, cfg, env)
+        #: the step of the checkpoint on disk (None before the first) and the epochs it completes
+        self.saved: int | None = resumed.step if resumed else None
+        self.saved_epoch = resumed.epoch if resumed else 0
 
     def save(self, epoch: int, step: int, history: list[dict[str, Any]], step_in_epoch: int = 0,
              ranks: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
         """After ``epoch`` complete epochs plus ``step_in_epoch`` steps of the next (atomic)."""
-        if not self.env.master:
-            return
-        TrainingState(
+        if self.env.master:
+            self._state(epoch, step, history, step_in_epoch, ranks).save(self.path)
+        self.saved, self.saved_epoch = int(step), int(epoch)
+
+    def _state(self, epoch: int, step: int, history: list[dict[str, Any]], step_in_epoch: int,
+               ranks: list[dict[str, Any]] | None) -> TrainingState:  # fmt: skip
+        return TrainingState(
             backbone=self.model.backbone.state_dict(), head=self.model.head.state_dict(),
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.to_dict(), epoch=int(epoch),
             step=int(step), config=self.cfg.to_dict(), step_in_epoch=int(step_in_epoch), world_size=self.env.world,
             ranks=list(ranks or []),
             history=[{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in h.items()}
                      for h in history],
-        ).save(self.path)  # fmt: skip
+        )  # fmt: skip
 
     def save_mid_epoch(self, epoch: int, step: int, done_in_epoch: int, n_steps: int, history: list[dict[str, Any]],
                        ranks: list[dict[str, Any]]) -> None:  # fmt: skip
@@ -839,11 +864,58 @@ class _Checkpointer:
                        f"checkpoint saved to {self.path}; continue with --resume")  # fmt: skip
 
 
+def _end_early(error: BaseException, step: int, saved: int | None, progress: _Progress, folder: RunFolder,
+               created: bool) -> None:  # fmt: skip
+    """A run ended at ``step`` with ``error``, its checkpoint at step ``saved`` (None: none yet): the progress
+    file says it stopped or failed, what a run that never reached its first checkpoint wrote is removed (on
+    rank 0, the folder too when the run ``created`` it), and Ctrl-C becomes :class:`TrainingInterrupted`."""
+    stopped = isinstance(error, KeyboardInterrupt)
+    progress.end("stopped" if stopped else "failed", error=None if stopped else f"{type(error).__name__}: {error}")
+    if progress.active:
+        folder.discard_unstarted(created)
+    if stopped:
+        raise TrainingInterrupted(step, saved, folder.checkpoint) from None
+
+
+class TrainingDiverged(LabError):
+    """The loss turned NaN or inf: the run stops, its last good checkpoint and records kept as they were."""
+
+    def __init__(self, step: int, loss: float, cfg: TrainConfig, checkpointer: _Checkpointer) -> None:
+        self.step, self.loss = step, loss
+        if checkpointer.saved is None:
+            kept = "no checkpoint had been written yet: nothing to resume"
+        else:
+            kept = (f"the last good checkpoint, {checkpointer.path} (step {checkpointer.saved}, "
+                    f"{checkpointer.saved_epoch} epochs), and the records of its epochs are kept")  # fmt: skip
+        super().__init__(
+            f"training diverged at step {step} (loss {loss}): {kept}. Try a smaller --lr (now {cfg.lr:g}) or "
+            f"--weight-decay (now {cfg.weight_decay:g}), or a smaller scale s or margin m (--head-param)"
+        )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; the message says what the checkpoint holds and how many steps, if
+    any, it does not (a second Ctrl-C stops at once, without checkpointing the last steps)."""
+
+    def __init__(self, step: int, saved: int | None, checkpoint: Path) -> None:
+        self.step, self.saved = step, saved
+        if saved is None:
+            lost = f" ({step} step{'s' * (step != 1)} done, none saved)" if step else ""
+            text = (f"interrupted before the first checkpoint{lost}: nothing to resume; run the command again to "
+                    "start over")  # fmt: skip
+        elif saved >= step:
+            text = f"interrupted; the last completed step ({step}) is checkpointed: add --resume to continue"
+        else:
+            text = (f"interrupted at once: the last {step - saved} step{'s' * (step - saved != 1)} (after step "
+                    f"{saved}) were lost; {checkpoint} holds step {saved}: add --resume to continue from there")
+        super().__init__(text)
+
+
 def _load_for_resume(cfg: TrainConfig, folder: RunFolder) -> TrainingState:
     """The checkpoint to resume from, after checking that it belongs to the same run settings."""
     if not folder.checkpoint.is_file():
         raise FileNotFoundError(f"nothing to resume: {folder.checkpoint} does not exist (drop --resume to start the run)")
-    state = TrainingState.load(folder.checkpoint)
+    state = folder.check_resumable()
     saved, now = state.config, cfg.to_dict()
     differ = [k for k in now if k not in TrainConfig.RUNTIME_FIELDS and saved.get(k) != now[k]]
     if differ:

@@ -23,7 +23,15 @@ import streamlit as st
 
 from _state import Param
 from adaface_lab.gst import CONVENTIONS, FeaturePlane, feature_plane
-from adaface_lab.margins import Margin, Range, adaface_z_hat, build_margin, list_margins, margin_class
+from adaface_lab.margins import (
+    Choice,
+    Margin,
+    Range,
+    adaface_z_hat,
+    build_margin,
+    list_margins,
+    margin_class,
+)
 from adaface_lab.plots import MethodSpec, method_spec
 
 PLANE_RESOLUTION = 161
@@ -53,12 +61,14 @@ def _page_controls(methods: tuple[str, ...]) -> dict[str, Param]:
                            "margin acts only through P_y."),
         # gallery
         "nlo": Param("nlo", "AdaFace low norm", "float", 5.0, 0.5, 100.0, 0.5, fmt="%.1f"),
-        "nhi": Param("nhi", "AdaFace high norm", "float", 50.0, 0.5, 100.0, 0.5, fmt="%.1f"),
-        "cols": Param("cols", "panels per row", "int", 5, 2, 6, 1),
+        # 5 and 35 give ẑ = ∓0.5 at the default μ_z = 20, σ_z = 10, h = 0.333: the largest
+        # symmetric pair there (ẑ = −1 would need ‖z‖ = μ_z − σ_z/h < 0)
+        "nhi": Param("nhi", "AdaFace high norm", "float", 35.0, 0.5, 100.0, 0.5, fmt="%.1f"),
+        "cols": Param("cols", "panels per row", "int", 4, 2, 6, 1),  # the built-in 11 panels in rows of 4, 4, 3
     }
 
 
-def _key(item: str, ranges: Mapping[str, Range]) -> str:
+def _key(item: str, ranges: Mapping[str, Range | Choice]) -> str:
     """The control key of a margin's parameter or context input ``item``."""
     r = ranges.get(item)
     return (r.key if r is not None else None) or item
@@ -70,14 +80,14 @@ def _fmt(step: float) -> str:
 
 
 def _margin_controls(methods: tuple[str, ...]) -> dict[str, Param]:
-    """One control per key over the margins' shown ranges (the first declaration of a key wins),
-    with the labels of the margins that use it in its help when several do."""
-    found: dict[str, tuple[Range, str, Any]] = {}
+    """One control per key over the margins' shown ranges and choices (the first declaration of a
+    key wins), with the labels of the margins that use it in its help when several do."""
+    found: dict[str, tuple[Range | Choice, str, Any]] = {}
     users: dict[str, list[str]] = {}
     for name in methods:
         cls = margin_class(name)
         defaults = {f.name: f.default for f in fields(cls)}
-        for item, r in {**cls.param_ranges(), **cls.input_ranges()}.items():
+        for item, r in {**cls.param_ranges(), **cls.param_choices(), **cls.input_ranges()}.items():
             if not r.shown:
                 continue
             key = r.key or item
@@ -92,6 +102,10 @@ def _margin_controls(methods: tuple[str, ...]) -> dict[str, Param]:
         if 1 < len(used_by) < len(methods):
             listed = ", ".join(used_by[:-1]) + " and " + used_by[-1]
             help_text = f"{help_text + ' ' if help_text else ''}Used by {listed}."
+        if isinstance(r, Choice):
+            out[key] = Param(key, text, "choice", default, choices=r.options,
+                             labels=dict(r.labels or {}), help=help_text)
+            continue
         out[key] = Param(key, text, "float", float(default), r.lo, r.hi, r.step, fmt=_fmt(r.step),
                          help=help_text)
     return out
@@ -118,7 +132,8 @@ def other_margin_controls(placed: Iterable[str]) -> list[str]:
 def make_margin(name: str, v: Mapping[str, Any]) -> Margin:
     """The margin ``name`` at the page's values: each shown parameter from its control (a control
     the page does not have leaves the parameter at its default)."""
-    ranges = margin_class(name).param_ranges()
+    cls = margin_class(name)
+    ranges = {**cls.param_ranges(), **cls.param_choices()}
     params = {item: v[_key(item, ranges)] for item, r in ranges.items()
               if r.shown and _key(item, ranges) in v}
     return build_margin(name, **params)
@@ -154,7 +169,7 @@ def z_hat_now(v: Mapping[str, Any], norm: float | None = None) -> float:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _plane(name: str, params: tuple[tuple[str, float], ...], ctx: tuple[tuple[str, float], ...],
+def _plane(name: str, params: tuple[tuple[str, float | str], ...], ctx: tuple[tuple[str, float], ...],
            phi_deg: float, convention: str, resolution: int) -> FeaturePlane:
     margin = build_margin(name, **dict(params))
     return feature_plane(margin, phi=math.radians(phi_deg), resolution=resolution,
@@ -165,6 +180,6 @@ def plane(name: str, v: Mapping[str, Any], norm: float | None = None,
           resolution: int = PLANE_RESOLUTION) -> FeaturePlane:
     """The feature plane of ``name`` at the page's values (cached per parameter tuple)."""
     margin = make_margin(name, v)
-    params = tuple(sorted((k, float(x)) for k, x in margin.params().items()))
+    params = tuple(sorted((k, x if isinstance(x, str) else float(x)) for k, x in margin.params().items()))
     ctx = tuple(sorted((k, float(x)) for k, x in context(name, v, norm).items()))
     return _plane(name, params, ctx, float(v["phi"]), v["conv"], resolution)

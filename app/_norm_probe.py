@@ -48,9 +48,11 @@ def _adaface_defaults() -> dict[str, float]:
 
 
 def _head_stats(head: Mapping[str, Any]) -> tuple[float, float] | None:
-    if "batch_mean" in head and "batch_std" in head:
-        return float(torch.as_tensor(head["batch_mean"]).reshape(-1)[0]), float(torch.as_tensor(head["batch_std"]).reshape(-1)[0])
-    return None
+    """AdaFace's (μ_z, σ_z) from a head state, or None when it holds no such one-element tensors."""
+    mean, std = head.get("batch_mean"), head.get("batch_std")
+    if not all(isinstance(t, torch.Tensor) and t.numel() >= 1 and t.is_floating_point() for t in (mean, std)):
+        return None
+    return float(mean.reshape(-1)[0]), float(std.reshape(-1)[0])
 
 
 def load_norm_probe(path: str | os.PathLike[str], backbone: str | None = None,
@@ -74,11 +76,13 @@ def load_norm_probe(path: str | os.PathLike[str], backbone: str | None = None,
             probe.warnings.append("The checkpoint holds no AdaFace head statistics (batch_mean, batch_std): "
                                   "the sliders give μ_z and σ_z.")  # fmt: skip
         return probe
-    head = found.config.get("head")
+    head, params = found.config.get("head"), found.config.get("head_params") or {}
     margin = None
     if head == "adaface":
-        margin = {**_adaface_defaults(), **{k: float(v) for k, v in (found.config.get("head_params") or {}).items()
-                                            if k in ("h", "m", "s")}}  # fmt: skip
+        if not isinstance(params, Mapping) or not all(isinstance(params.get(k, 0.0), (int, float))
+                                                      for k in ("h", "m", "s")):  # fmt: skip
+            raise ValueError(f"{path}: the run's head_params are damaged ({str(params)[:100]})")
+        margin = {**_adaface_defaults(), **{k: float(v) for k, v in params.items() if k in ("h", "m", "s")}}
     desc = (f"a run of adaface-lab train: {found.name} backbone, {head} head, epoch {found.epoch}, "
             f"{order.upper()} input")
     probe = NormProbe(model, found.name, order, int(model.input_size), stats, margin, desc)

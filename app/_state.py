@@ -12,13 +12,18 @@ Values are kept in one store in ``st.session_state`` shared by all pages, so s a
 margin explorer are the ones the gallery shows. Widget keys are per page (Streamlit forgets a
 widget's state when its page is not shown); a change is copied to the store by the widget's
 callback, before the script reruns.
+
+A page may split what it shows into keyed fragments (``st.fragment(key=...)``) that read the values
+from the store (:func:`values`) and give each control the fragments it affects
+(``widget(..., reruns=...)``, see :func:`fragment_reruns`): a change then reruns only those
+fragments, and the callback writes the new value into the URL itself.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import streamlit as st
 
@@ -99,10 +104,14 @@ class Param:
     def widget_key(self, page: str) -> str:
         return f"{page}:{self.key}"
 
-    def widget(self, container: Any, page: str) -> Any:
-        """Draw this control in ``container`` (st or st.sidebar, a column …); returns its value."""
+    def widget(self, container: Any, page: str, reruns: Sequence[str] | None = None) -> Any:
+        """Draw this control in ``container`` (st or st.sidebar, a column …); returns its value.
+
+        ``reruns``: the keys of the page's fragments that show this control's effect; a change then
+        reruns only those (and writes the value into the URL), not the whole page."""
         key = self.widget_key(page)
-        common = dict(key=key, help=self.help, on_change=_commit, args=(self.key, key))
+        common = dict(key=key, help=self.help, on_change=_commit,
+                      args=(self, key, tuple(reruns) if reruns else None))
         if self.kind in ("float", "int"):
             cast = int if self.kind == "int" else float
             return container.slider(self.label, cast(self.lo), cast(self.hi), step=cast(self.step),
@@ -128,9 +137,13 @@ def _store() -> dict[str, Any]:
     return st.session_state[_STORE]
 
 
-def _commit(key: str, widget_key: str) -> None:
-    """Widget callback: copy the new value into the shared store (runs before the rerun)."""
-    _store()[key] = st.session_state[widget_key]
+def _commit(param: Param, widget_key: str, reruns: tuple[str, ...] | None) -> None:
+    """Widget callback: copy the new value into the shared store (runs before the rerun); with
+    ``reruns``, also into the URL, and rerun only those fragments."""
+    _store()[param.key] = st.session_state[widget_key]
+    if reruns:
+        sync_url([param])
+        st.rerun(list(reruns))
 
 
 def bind(params: Sequence[Param], page: str) -> None:
@@ -147,6 +160,22 @@ def bind(params: Sequence[Param], page: str) -> None:
 def value(key: str, default: Any = None) -> Any:
     """The current value of parameter ``key`` from the shared store (e.g. set on another page)."""
     return _store().get(key, default)
+
+
+def values(params: Sequence[Param]) -> dict[str, Any]:
+    """The current value of each of ``params`` by key (after :func:`bind`)."""
+    store = _store()
+    return {p.key: store.get(p.key, p.default) for p in params}
+
+
+def fragment_reruns(reads: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """``{fragment key: the controls it reads}`` turned into ``{control: the fragments to rerun}``,
+    for :meth:`Param.widget`'s ``reruns``."""
+    out: dict[str, tuple[str, ...]] = {}
+    for fragment, keys in reads.items():
+        for key in keys:
+            out[key] = (*out.get(key, ()), fragment)
+    return out
 
 
 def set_value(key: str, new: Any) -> None:

@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the pages import the helpers next to this file (_state, _margin_controls)
     sys.path.insert(0, str(HERE))
 
+import _gc  # noqa: E402,F401  (once per process: the library imported, then frozen out of the GC)
+
 st.set_page_config(page_title="adaface_lab", layout="wide")
 
 PAGES = [
@@ -28,6 +30,8 @@ PAGES = [
     ("views/gallery.py", "Method gallery", "gallery"),
     ("views/training_runs.py", "Training runs", "training"),
     ("views/quality_inspector.py", "Image quality inspector", "quality"),
+    ("views/quality_score.py", "Quality as a score", "qscore"),
+    ("views/toy_training.py", "Toy training", "toy"),
 ]
 
 pages = [st.Page(path, title=title, url_path=url, default=i == 0) for i, (path, title, url) in enumerate(PAGES)]

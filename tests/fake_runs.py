@@ -70,3 +70,25 @@ def write_fake_run(folder: Path, epochs: int = 4, n: int = 400, sign: float = 1.
         history.append({"epoch": e, "steps": len(part), "loss": part["loss"].mean(), "acc": part["acc"].mean()})
         run.write_epoch(e, records[records["epoch"] == e], part, history)
     return records
+
+
+def write_fake_checkpoint(folder: Path, holdout: int = 4, images_per_identity: int = 4, seed: int = 1) -> dict:
+    """Give a run folder (from :func:`write_fake_run`) a config that rebuilds its data (SyntheticFaces, 6
+    identities trained, ``holdout`` held out) and a checkpoint of an untrained tiny ir_tiny (seeded) fed RGB.
+    Returns the config written."""
+    import torch
+
+    from adaface_lab.backbones import build_backbone
+    from adaface_lab.runs import TrainingState
+    from tests.test_train import TINY_BACKBONE
+
+    config = {"data": "synthetic", "num_identities": 6, "images_per_identity": images_per_identity,
+              "holdout_identities": holdout, "backbone": "ir_tiny", "backbone_params": TINY_BACKBONE,
+              "head": "adaface", "channel_order": "rgb", "seed": 0, "epochs": 4}  # fmt: skip
+    torch.manual_seed(seed)
+    model = build_backbone("ir_tiny", **TINY_BACKBONE)
+    run = RunFolder(folder)
+    run.write_config(config)
+    TrainingState(backbone=model.state_dict(), head={}, optimizer={}, scheduler={}, epoch=4, step=40,
+                  config=config).save(run.checkpoint)  # fmt: skip
+    return config

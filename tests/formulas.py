@@ -59,3 +59,37 @@ def arc_gst(deg, s: float, shift, add, phi_deg: float, detached: bool = False):
     with np.errstate(divide="ignore", invalid="ignore"):  # θ = 0: outside any compared range
         dfdc = s if detached else np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
         return (1.0 - two_class_p_y(f, s * np.cos(theta_j))) * dfdc
+
+
+def curricular_arc(deg, s: float, m: float, t: float, phi_deg: float):
+    """CurricularFace along the arc (θ_y in degrees), the AdaFace code's clip: (|g|, |g_j|).
+
+    Target f = s·cos(θ + m), θ + m clipped to [ε, π − ε]; the negative is hard when
+    c_j > cos(θ + m) (clipped), and then its logit is s·c_j·(t + c_j), so d logit_j/dc_j =
+    s·(t + 2c_j); otherwise s·c_j. g = (P_y − 1)·df/dc, g_j = P_j·d logit_j/dc_j.
+    """
+    theta = np.radians(np.asarray(deg, dtype=float))
+    c_j = np.cos(np.abs(theta - np.radians(phi_deg)))
+    angle = theta + m
+    target = np.cos(np.clip(angle, EPS, np.pi - EPS))
+    hard = c_j > target
+    negative = np.where(hard, c_j * (t + c_j), c_j)
+    p_y = two_class_p_y(s * target, s * negative)
+    active = (angle >= EPS) & (angle <= np.pi - EPS)
+    dfdc = np.where(active, s * np.sin(angle) / np.sin(theta), 0.0)
+    dneg = np.where(hard, s * (t + 2 * c_j), s)
+    return (1 - p_y) * dfdc, (1 - p_y) * dneg
+
+
+def adaface_zero_band_deg(m: float, z: float, phi_deg: float = 90.0):
+    """AdaFace's band of misclassified samples with no gradient on the arc at φ = 90°, degrees.
+
+    With ẑ > 0 the angle θ − m·ẑ is clipped at ε for θ < m·ẑ + ε, where f/s = cos ε − m·(1 + ẑ)
+    and the negative logit over s is cos(90° − θ) = sin θ, so P_y < ½ from θ = arcsin(cos ε −
+    m·(1 + ẑ)). None when that is not below m·ẑ + ε.
+    """
+    assert phi_deg == 90.0, "the closed form is for φ = 90°"
+    hi = m * z + EPS
+    level = np.cos(EPS) - m * (1 + z)
+    lo = np.arcsin(np.clip(level, -1.0, 1.0)) if level > -1 else 0.0
+    return (np.degrees(lo), np.degrees(hi)) if lo < hi else None

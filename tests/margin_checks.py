@@ -21,10 +21,13 @@ from adaface_lab.margins import Margin, Range, margin_class
 from . import formulas
 
 
-def param_strategy(name: str) -> st.SearchStrategy[dict[str, float]]:
-    """Parameters of the margin ``name``, each drawn from its declared range."""
-    ranges = margin_class(name).param_ranges()
-    return st.fixed_dictionaries({k: st.floats(r.lo, r.hi) for k, r in ranges.items()})
+def param_strategy(name: str) -> st.SearchStrategy[dict[str, float | str]]:
+    """Parameters of the margin ``name``: each number drawn from its declared range, each named
+    value (e.g. MagFace's ``boundary``) from its options."""
+    cls = margin_class(name)
+    numbers = {k: st.floats(r.lo, r.hi) for k, r in cls.param_ranges().items()}
+    choices = {k: st.sampled_from(c.options) for k, c in cls.param_choices().items()}
+    return st.fixed_dictionaries({**numbers, **choices})
 
 
 def context_strategy(name: str) -> st.SearchStrategy[dict[str, float]]:
@@ -36,8 +39,8 @@ def context_strategy(name: str) -> st.SearchStrategy[dict[str, float]]:
 
 
 def sample_params(name: str) -> dict[str, float]:
-    """Fixed parameters for ``name`` inside its ranges, away from the defaults (to catch wiring);
-    the same in every run."""
+    """Fixed numeric parameters for ``name`` inside its ranges, away from the defaults (to catch
+    wiring); the same in every run. Named values keep their defaults."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     return {k: float(rng.uniform(r.lo, r.hi)) for k, r in margin_class(name).param_ranges().items()}
 

@@ -3,6 +3,11 @@
 It does what the official code does: arccos/cos over every logit of the B×C matrix and one-hot
 masks to place the margin. It shares no code with ``adaface_lab`` (only torch), so agreement
 between the two is evidence, not tautology.
+
+With ``boundary="official"``, MagFace and CurricularFace are restated from their own repositories'
+forward passes instead (MagFace's ``MagLinear`` with ``easy_margin=True`` and ``MagLoss``;
+CurricularFace's ``head/metrics.py``): cosines clamped to [−1, 1] with no ε, sin θ = √(1 − c²),
+cos(θ + m) = c·cos m − sin θ·sin m, and each code's own rule past θ + m = π.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class ReferenceHead:
         one_hot.scatter_(1, labels.view(-1, 1), 1.0)
         theta = cosine.acos()  # over the whole matrix, as the official code
 
+        if p.get("boundary") == "official":
+            return self._own_code(emb @ kernel_norm, norms, labels, one_hot) * s
         if self.method == "softmax":
             out = cosine
         elif self.method == "cosface":
@@ -77,6 +84,34 @@ class ReferenceHead:
         else:
             raise KeyError(self.method)
         return out * s
+
+    def _own_code(self, raw: torch.Tensor, norms: torch.Tensor, labels: torch.Tensor,
+                  one_hot: torch.Tensor) -> torch.Tensor:
+        """MagFace's or CurricularFace's forward as its own repository writes it (unscaled)."""
+        p = self.p
+        cosine = raw.clamp(-1, 1)
+        if self.method == "magface":
+            a = norms.clamp(p["l_a"], p["u_a"])
+            margin = (p["u_m"] - p["l_m"]) / (p["u_a"] - p["l_a"]) * (a - p["l_a"]) + p["l_m"]  # (B, 1)
+            sine = torch.sqrt(1.0 - cosine**2)
+            with_margin = cosine * torch.cos(margin) - sine * torch.sin(margin)
+            with_margin = torch.where(cosine > 0, with_margin, cosine)  # easy_margin=True
+            return one_hot * with_margin + (1.0 - one_hot) * cosine
+        if self.method == "curricularface":
+            m = p["m"]
+            cosine = cosine.clone()
+            target = cosine[torch.arange(len(labels)), labels].view(-1, 1)
+            sine = torch.sqrt(1.0 - target**2)
+            target_m = target * math.cos(m) - sine * math.sin(m)  # cos(θ + m), never clipped
+            hard = cosine > target_m
+            final = torch.where(target > math.cos(math.pi - m), target_m, target - math.sin(math.pi - m) * m)
+            hard_values = cosine[hard]
+            with torch.no_grad():
+                self.t = target.mean() * 0.01 + 0.99 * self.t
+            cosine[hard] = hard_values * (self.t + hard_values)
+            cosine.scatter_(1, labels.view(-1, 1), final)
+            return cosine
+        raise KeyError(f"{self.method} has no official boundary of its own")
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits, labels)

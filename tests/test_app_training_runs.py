@@ -178,8 +178,16 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     args += [a for k, v in TINY_BACKBONE.items() for a in ("--backbone-param", f"{k}={json.dumps(v)}")]
     monkeypatch.setenv("ADAFACE_LAB_DEMO_ARGS", " ".join(f"'{a}'" for a in args))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the child trains beside this test process: no oversubscription
-    at = open_page(RUNS_PAGE)
-    at.number_input(key="runs:demo_epochs").set_value(2)
+    write_fake_run(runs / "demo", epochs=3)  # an earlier demo's run: the button must not replace it
+    before = {p: p.read_bytes() for p in sorted((runs / "demo").rglob("*")) if p.is_file()}
+    (runs / "other").mkdir()
+    at = open_page(RUNS_PAGE, {"run": str(runs / "other")})
+    at.number_input(key="runs:demo_epochs").set_value(2).run()
+    # the page says what the demo trains, as its options make it, and that it writes a new folder
+    said = " ".join(m.value for m in at.markdown)
+    for part in ("SyntheticFaces (6 rendered identities × 4 images", "`ir_tiny` IResNet at 32 px", "adaface head",
+                 "2 epochs", "12 probe samples", f"`{runs / 'demo-2'}`"):
+        assert part in said, (part, said)
     at.button(key="runs:demo").click().run()
     # while it trains: a progress bar (a fragment redraws it every second in the browser; here each run)
     fractions, states = [], []
@@ -188,19 +196,20 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
         assert not at.exception, at.exception
         assert not texts(at, "error"), [c.value for c in at.code]
         fractions += [float(p.proto.value) / 100 for p in at.get("progress")]
-        progress = RunFolder(runs / "demo").read_progress()  # valid whenever it is there (written atomically)
+        progress = RunFolder(runs / "demo-2").read_progress()  # valid whenever it is there (written atomically)
         states += [progress.state] if progress is not None else []
         time.sleep(0.5)
         at.run()
     assert fractions and all(0 <= f <= 1 for f in fractions) and fractions == sorted(fractions)
-    progress = RunFolder(runs / "demo").read_progress()
+    progress = RunFolder(runs / "demo-2").read_progress()
     assert progress.state == "finished" and progress.step == progress.total_steps == 2 * 3 and progress.eta_s == 0
     assert set(states) <= {"preparing", "running", "finished"}
     assert not at.exception and not texts(at, "error"), [c.value for c in at.code]
-    # then the page shows the run it wrote
-    run = runs / "demo"
+    # then the page shows the run it wrote, in a new folder; the earlier run is as it was, byte for byte
+    run = runs / "demo-2"
     assert (run / "records.parquet").exists() and (run / "checkpoint.pt").is_file()
-    assert at.sidebar.text_input(key="runs:run").value.endswith("demo")
+    assert at.sidebar.text_input(key="runs:run").value.endswith("demo-2")
+    assert {p: p.read_bytes() for p in sorted((runs / "demo").rglob("*")) if p.is_file()} == before
     x, _ = _trace(_chart(at, "corr_chart"), "r(‖z‖, q)")
     np.testing.assert_array_equal(x, [1, 2])
     written = pd.read_parquet(run / "records.parquet")
@@ -209,7 +218,7 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     at.switch_page(INSPECT_PAGE).run()
     at.radio(key="inspect:ckpt_src").set_value("path").run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="inspect:ckpt_pick").value == str(run / "checkpoint.pt")
+    assert at.selectbox(key="inspect:ckpt_pick").value == str(run / "checkpoint.pt")  # the newest run first
     head = torch.load(run / "checkpoint.pt", weights_only=True)["head"]
     mean, std = float(head["batch_mean"][0]), float(head["batch_std"][0])
     shown = " ".join(m.value for m in at.markdown)
@@ -222,18 +231,21 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
 def test_demo_progress_is_read_from_the_runs_progress_file(runs: Path) -> None:
     from _demo_training import DemoTraining
 
-    demo = DemoTraining(runs / "demo")
-    demo.run_dir.mkdir()
-    folder = RunFolder(demo.run_dir)
+    demo = DemoTraining(runs)
+    assert demo.next_dir() == runs / "demo"
+    (runs / "demo").mkdir()
+    assert demo.next_dir() == runs / "demo-2"  # a folder already there is never the next demo's
+    folder = RunFolder(runs / "demo")
     # a live stand-in for the training process (its command line names adaface_lab, as the demo's does)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "adaface_lab"])
     started = time.time()
     try:
-        (demo.run_dir / DemoTraining.PID).write_text(f"{child.pid} 4 {started!r}\n")
+        (runs / DemoTraining.PID).write_text(f"{child.pid} 4 {started!r} demo\n")
         # a progress file left by an earlier run is not this demo's
         folder.write_progress(Progress("finished", 4, 4, 40, 40, 10, updated=started - 60))
         status = demo.status()
         assert status.running and status.fraction == 0 and status.text.startswith("starting")
+        assert status.run_dir == runs / "demo"
         folder.write_progress(Progress("running", epoch=2, epochs=4, step=15, total_steps=40, steps_per_epoch=10,
                                        eta_s=12.4))
         status = demo.status()

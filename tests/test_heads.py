@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adaface_lab.heads import build_head, list_heads
-from adaface_lab.margins import build_margin
+from adaface_lab.margins import build_margin, margin_class
 
 from . import formulas
 from .margin_checks import assert_head_gst_matches_autograd, param_strategy, sample_params
@@ -88,6 +89,56 @@ def test_heads_match_the_full_matrix_reference(method, detach):
         torch.testing.assert_close(head.batch_mean, ref.batch_mean.reshape(1))
         torch.testing.assert_close(head.batch_std, ref.batch_std.reshape(1))
         assert head.diagnostics["batch_mean"][0] == head.batch_mean[0]
+    if method == "curricularface":
+        torch.testing.assert_close(head.t, ref.t.reshape(1))
+
+
+OWN_BOUNDARY = [m for m in ALL if "boundary" in margin_class(m).param_choices()]
+
+
+@pytest.mark.parametrize("method", OWN_BOUNDARY)
+def test_official_boundary_matches_each_methods_own_code(method):
+    """boundary="official" gives what MagFace's and CurricularFace's own repositories compute:
+    logits, loss, gradients (embeddings, kernel, norms) and t, against their forward passes restated
+    in tests/reference_heads.py. In 3 dimensions the cosines span [−1, 1], so every branch the
+    official codes have (easy margin, c − m·sin m past π − m, the unclipped hard-negative mask) is
+    taken, and the clipped boundary is shown to differ there."""
+    assert method in ("magface", "curricularface")
+    gen = torch.Generator().manual_seed(zlib.crc32(method.encode()))
+    params = {**sample_params(method), "boundary": "official"}
+    if method == "curricularface":  # its default m, so that θ > π − m is common enough
+        params["m"] = build_margin(method).m
+    dim, classes, batch = 3, 6, 64
+    head = build_head(method, dim, classes, **params).double().train()
+    clipped = build_head(method, dim, classes, **{**params, "boundary": "adaface"}).double().train()
+    clipped.kernel.data.copy_(head.kernel.data)
+    kernel_ref = head.kernel.detach().clone().requires_grad_()
+    ref = ReferenceHead(method, kernel_ref, **params)
+    official, clip = [], []  # target logits past the boundary, both ways
+    for _ in range(3):
+        raw = torch.randn(batch, dim, generator=gen, dtype=torch.float64) * 40
+        labels = torch.randint(0, classes, (batch,), generator=gen)
+        feats, feats_ref = raw.clone().requires_grad_(), raw.clone().requires_grad_()
+        norms, norms_ref = feats.norm(dim=1, keepdim=True), feats_ref.norm(dim=1, keepdim=True)
+        logits = head(feats / norms, norms, labels)
+        logits_ref = ref(feats_ref / norms_ref, norms_ref, labels)
+        torch.testing.assert_close(logits, logits_ref, rtol=1e-6, atol=1e-6)
+        head.zero_grad()
+        kernel_ref.grad = None
+        head.loss(logits, labels).backward()
+        ref.loss(logits_ref, labels, norms_ref).backward()
+        torch.testing.assert_close(feats.grad, feats_ref.grad, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(head.kernel.grad, kernel_ref.grad, rtol=1e-5, atol=1e-8)
+        c_y = head.diagnostics["cos_y"]
+        past = c_y <= 0 if method == "magface" else c_y <= math.cos(math.pi - params["m"])
+        with torch.no_grad():
+            other = clipped(feats / norms, norms, labels)
+        rows = torch.arange(batch)
+        official.append(logits.detach()[rows, labels][past])
+        clip.append(other[rows, labels][past])
+    official, clip = torch.cat(official), torch.cat(clip)
+    assert len(official) > 0, "the official fallback branch was never taken"
+    assert (official - clip).abs().min() > 1e-3, "the AdaFace-code clip should differ there"
     if method == "curricularface":
         torch.testing.assert_close(head.t, ref.t.reshape(1))
 

@@ -64,6 +64,10 @@ def test_registering_needs_nothing_else(tilted) -> None:
     assert tilted.param_ranges()["k"].lo <= 0.2 <= tilted.param_ranges()["k"].hi
     with pytest.raises(ValueError, match="already registered"):
         register_margin("tilted")(Tilted)
+    # its parameter is checked like the built-in ones': a finite number (it declares no domain)
+    with pytest.raises(ValueError, match="^Tilted parameter k must be finite, got nan"):
+        build_margin("tilted", k=float("nan"))
+    assert build_margin("tilted", k=-7.0).k == -7.0
 
 
 def test_build_head_forward_and_loss(tilted) -> None:
@@ -113,8 +117,9 @@ def test_plots_label_colour_and_curve(tilted) -> None:
     plane = feature_plane_figure(gst.feature_plane(margin, resolution=41))
     assert plane.layout.title.text == "Tilted (s=64, k=0.2)"
     fig = gst_curves_figure([margin, "arcface"], phi=math.pi / 2)
-    assert [t.name for t in fig.data] == ["Tilted", "ArcFace"]
-    assert fig.data[0].line.color == tilted.color != fig.data[1].line.color
+    curves = [t for t in fig.data if "|g| = 0" not in t.name]  # the rest mark zero-gradient bands
+    assert [t.name for t in curves] == ["Tilted", "ArcFace"]
+    assert curves[0].line.color == tilted.color != curves[1].line.color
     x, y = np.asarray(fig.data[0].x), np.asarray(fig.data[0].y)
     ok = (x > 5) & (x < 170)
     np.testing.assert_allclose(y[ok], formulas.arc_gst(x, 64.0, 0.2, 0.1, 90.0)[ok], rtol=1e-6, atol=1e-9)
@@ -152,7 +157,9 @@ def test_gallery_shows_it(tilted) -> None:
     at.switch_page("views/gallery.py").run()
     assert not at.exception, at.exception
     grid = _chart(at, "grid_chart")
-    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == len(list_margins()) + 1
+    # every method, AdaFace twice, a |g_j| panel for each method that changes its negatives
+    extra = 1 + sum(margin_class(n).modifies_negatives for n in list_margins())
+    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == len(list_margins()) + extra
     titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("xref") == "paper"]
     assert "Tilted" in titles
     _, y = _trace(_chart(at, "gallery_gst_chart"), "Tilted")

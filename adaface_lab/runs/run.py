@@ -25,7 +25,7 @@ from torch import nn
 
 from ..analysis import REQUIRED_COLUMNS, require_columns, resolve_epoch, with_quality_columns
 from ..backbones import build_backbone, list_backbones
-from ..checkpoint import guess_backbone, load_backbone_state, load_checkpoint
+from ..checkpoint import backbone_shapes, guess_backbone, load_backbone_state, load_checkpoint
 from ..config import TrainConfig
 from .datasets import source_dataset, training_data
 from .layout import CONFIG, RECORDS, RunFolder, TrainingState
@@ -235,17 +235,50 @@ def load_backbone(path: str | os.PathLike[str], backbone: str | None = None,
     if TrainingState.is_one(obj):
         state = TrainingState.from_object(obj, path)
         cfg = state.config
-        model = build_backbone(str(cfg["backbone"]), **dict(cfg.get("backbone_params") or {}))
-        model.load_state_dict(state.backbone)
-        return TrainedBackbone(model.to(device).eval(), str(cfg["backbone"]), "run",
-                               str(cfg.get("channel_order", "rgb")), dict(state.head), cfg, state.epoch,
-                               len(state.backbone))  # fmt: skip
+        name, params = _run_backbone(state, path)
+        model = build_backbone(name, **params)
+        try:
+            model.load_state_dict(state.backbone)
+        except RuntimeError as e:
+            raise _unloadable(path, e) from None
+        return TrainedBackbone(model.to(device).eval(), name, "run", str(cfg.get("channel_order", "rgb")),
+                               dict(state.head), cfg, state.epoch, len(state.backbone))  # fmt: skip
     name = backbone or guess_backbone(obj)
     if name is None:
         raise ValueError(f"{path}: no registered backbone ({', '.join(list_backbones())}) matches this "
                          "checkpoint's tensors; it is not an IResNet state dict")  # fmt: skip
     model = build_backbone(name)
-    report = load_backbone_state(obj, model, strict=True, source=str(path))
+    try:
+        report = load_backbone_state(obj, model, strict=True, source=str(path))
+    except RuntimeError as e:
+        raise _unloadable(path, e) from None
     epoch = report.meta.get("epoch")
     return TrainedBackbone(model.to(device).eval(), name, report.format, None, report.head_state_dict, None,
-                           int(epoch) if epoch is not None else None, len(report.loaded_keys))  # fmt: skip
+                           epoch if isinstance(epoch, int) else None, len(report.loaded_keys))  # fmt: skip
+
+
+def _unloadable(path: str | os.PathLike[str], error: RuntimeError) -> ValueError:
+    """Tensors of the right names and shapes that torch cannot copy into the weights (a dtype it cannot
+    convert), as a ValueError naming the file."""
+    return ValueError(f"{path}: its backbone tensors cannot be loaded ({' '.join(str(error).split())[:200]})")
+
+
+def _run_backbone(state: TrainingState, path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    """The backbone a run's checkpoint names, once the shapes its config implies (found without memory) are
+    those of the tensors the file holds: ValueError naming the file otherwise, before anything is made."""
+    name, params = state.config.get("backbone"), state.config.get("backbone_params") or {}
+    if not isinstance(name, str) or not isinstance(params, dict):
+        raise ValueError(f"{path} is a damaged training checkpoint: its config names no backbone")
+    try:
+        expected = backbone_shapes(name, **params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its config asks for a backbone this lab does not make ({e})") from None
+    found = {k: tuple(v.shape) for k, v in state.backbone.items()}
+    if found != expected:
+        differ = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        k = differ[0]
+        raise ValueError(f"{path} is a damaged training checkpoint: its config asks for {name} "
+                         f"{' '.join(f'{a}={b}' for a, b in params.items())}, whose tensors differ from the file's "
+                         f"in {len(differ)} place(s), e.g. {k}: {found.get(k, 'absent')} in the file, "
+                         f"{expected.get(k, 'absent')} for the config")  # fmt: skip
+    return name, dict(params)

@@ -16,8 +16,10 @@ from _charts import CHART_CONFIG
 from _margin_controls import controls, plane
 from _state import Param, bind, sync_url
 from adaface_lab.backbones import list_backbones
+from adaface_lab.checkpoint import NotACheckpointError
 from adaface_lab.data.synthetic import SyntheticFaces
 from adaface_lab.degrade import DEGRADATION_FIELDS, Degradation, astronaut_face, degrade, sweep
+from adaface_lab.errors import USER_ERRORS, one_line
 from adaface_lab.margins import adaface_terms, adaface_z_hat
 from adaface_lab.plots import adaface_terms_figure, feature_plane_figure
 from adaface_lab.plots import brisque_sweep_figure
@@ -145,21 +147,25 @@ def _checkpoint(c1: st.delta_generator.DeltaGenerator, how: str, backbone: str |
             pick = c1.selectbox("run checkpoint", found or ["(none found)"], key=f"{PAGE}:ckpt_pick",
                                 format_func=lambda p: p if p.startswith("(") else Path(p).parent.name)
             typed = c1.text_input("or a checkpoint path", key=f"{PAGE}:ckpt_path").strip()
-            path = str(_run_folders.resolve(typed)) if typed else (pick if found else "")
-            if not path:
-                st.info(f"No run checkpoint under `{_run_folders.runs_root()}`: type a path, or run the demo "
-                        "training on the Training runs page.")
+            if not typed and not found:
+                st.info(f"No run checkpoint under `{_run_folders.shown(_run_folders.runs_root())}`: type a path, "
+                        "or run the demo training on the Training runs page.")  # fmt: skip
                 return None
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"checkpoint not found: {path}")
-            return _norm_probe.probe_from_path(path, Path(path).stat().st_mtime, backbone, order)
+            path = _run_folders.checkpoint_file(typed) if typed else Path(pick)
+            try:
+                return _norm_probe.probe_from_path(str(path), path.stat().st_mtime, backbone, order)
+            except (OSError, NotACheckpointError):
+                if not typed:
+                    raise
+                # what a typed path is, is not said: only that it holds no checkpoint (as checkpoint_file)
+                raise ValueError(f"no checkpoint this app can read at `{typed}`") from None
         if how == "upload":
             ckpt = c1.file_uploader("checkpoint (.pt, .ckpt)", key=f"{PAGE}:ckpt_upload")
             if ckpt is not None:
                 blob = ckpt.getvalue()
                 return _norm_probe.probe_from_bytes(_uploads.digest(blob), blob, backbone, order)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        st.error(f"Cannot use this checkpoint: {e}")
+    except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: torch's, loading tensors of the wrong shape
+        st.error(f"Cannot use this checkpoint: {one_line(e)}")
     return None
 
 

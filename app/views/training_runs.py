@@ -21,6 +21,7 @@ from adaface_lab.analysis import (
     trajectories,
     z_hat_distribution,
 )
+from adaface_lab.errors import USER_ERRORS, one_line
 from adaface_lab.plots import (
     correlation_figure,
     norm_ema_figure,
@@ -52,7 +53,10 @@ bind([RUN], PAGE)
 side = st.sidebar
 folder_text = RUN.widget(side, PAGE)
 sync_url([RUN])
-folder = _run_folders.resolve(folder_text)
+try:
+    folder: Path | None = _run_folders.resolve(folder_text)
+except ValueError as e:  # too long, or outside the course folder
+    folder, folder_error = None, str(e)
 
 
 # ------------------------------------------------------------------ the demo training, while it runs
@@ -60,7 +64,7 @@ def _ended(status: DemoStatus) -> None:
     """The demo has ended: keep a failure for the next run, point the page at the run, rerun the app."""
     if status.returncode not in (0, None):
         st.session_state[FAILED] = (status.returncode, status.log_tail)
-    set_value(RUN.key, _run_folders.shown(demo.run_dir))
+    set_value(RUN.key, _run_folders.shown(status.run_dir))
 
 
 @st.fragment(run_every=1.0)
@@ -78,7 +82,7 @@ def _follow_demo() -> None:
     """While the demo trains, show its progress and stop the page; when it has just ended, show the run."""
     status = demo.status()
     if status is not None and status.running:
-        st.info(f"The demo training is running in `{_run_folders.shown(demo.run_dir)}`; the page shows the run "
+        st.info(f"The demo training is running in `{_run_folders.shown(status.run_dir)}`; the page shows the run "
                 "when it ends.")  # fmt: skip
         if st.button("Stop the demo training", key=f"{PAGE}:stop",
                      help="Interrupts it: the last completed step is checkpointed (`adaface-lab train --resume`)."):
@@ -95,31 +99,38 @@ def _follow_demo() -> None:
         st.code(tail[-2000:] or "(empty log)")
 
 
-def _no_run(folder_text: str, folder: Path) -> None:
+def _no_run(folder_text: str, folder: Path | None) -> None:
     """Say why there is no run to show, offer the demo training, and stop the page."""
-    if not folder_text.strip():
+    if folder is None:
+        st.error(f"Cannot open this folder: {folder_error}")
+    elif not folder_text.strip():
         st.warning("Type a run folder in the sidebar.")
-    elif not folder.exists():
-        st.error(f"No such folder: `{folder}`. Type a run folder (or a folder of runs) in the sidebar.")
+    elif not _exists(folder):
+        st.error(f"No such folder: `{_run_folders.shown(folder)}`. Type a run folder (or a folder of runs) in the "
+                 "sidebar.")  # fmt: skip
     elif not folder.is_dir():
-        st.error(f"`{folder}` is a file; a run is a folder holding {', '.join(RUN_FILES)}.")
+        st.error(f"`{_run_folders.shown(folder)}` is a file; a run is a folder holding {', '.join(RUN_FILES)}.")
     else:
-        st.info(f"No training run in `{folder}`: a run folder holds {RECORDS} (written at the end of "
-                "each epoch by `adaface-lab train --out …`).")
+        st.info(f"No training run in `{_run_folders.shown(folder)}`: a run folder holds {RECORDS} (written at the "
+                "end of each epoch by `adaface-lab train --out …`).")  # fmt: skip
     st.subheader("Run the built-in demo training")
-    st.markdown(
-        "SyntheticFaces (800 rendered identities × 6 images, each with a known severity), rendered, augmented "
-        "and scored with BRISQUE at 112 px (the paper's size), the small `ir_tiny` IResNet fed at 32 px and the "
-        "AdaFace head, with the default recipe of `adaface-lab train` and "
-        f"fewer epochs. It writes `{_run_folders.shown(demo.run_dir)}`. It renders the 4,800 images once, then "
-        "each epoch trains on all of them and records 1,536 probe samples: seconds per epoch on a CPU (the "
-        "README's default run: ten epochs in a few minutes on two cores). A progress bar shows the steps; the "
-        "run keeps going if you leave the page.")
     epochs = st.number_input("epochs", min_value=1, max_value=8, value=DEMO_EPOCHS, key=f"{PAGE}:demo_epochs")
+    st.markdown(
+        f"It trains on {demo.describe(int(epochs))}: seconds per epoch on a CPU for the built-in demo. It writes "
+        f"a new folder, `{_run_folders.shown(demo.next_dir())}` (no run is ever replaced). A progress bar shows "
+        "the steps; the run keeps going if you leave the page.")  # fmt: skip
     if st.button("Run the demo training", key=f"{PAGE}:demo", type="primary"):
         demo.start(int(epochs))
         st.rerun()
     st.stop()
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a name the file system refuses (too long, no permission)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _open_run(runs: list[Path]) -> Run:
@@ -132,8 +143,8 @@ def _open_run(runs: list[Path]) -> Run:
         run_dir = next(p for p in runs if str(p) == chosen)
     try:
         return _run_folders.load(run_dir)
-    except (FileNotFoundError, ValueError) as e:
-        st.error(f"Cannot read the run `{_run_folders.shown(run_dir)}`: {e}")
+    except USER_ERRORS as e:
+        st.error(f"Cannot read the run `{_run_folders.shown(run_dir)}`: {one_line(e)}")
         st.stop()
 
 
@@ -197,7 +208,7 @@ def _trajectories(run: Run, x: str) -> None:
 
 
 _follow_demo()
-runs = _run_folders.find_runs(folder)
+runs = _run_folders.find_runs(folder) if folder is not None else []
 if not runs:
     _no_run(folder_text, folder)
 run = _open_run(runs)
