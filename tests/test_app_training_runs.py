@@ -185,7 +185,8 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     at.number_input(key="runs:demo_epochs").set_value(2).run()
     # the page says what the demo trains, as its options make it, and that it writes a new folder
     said = " ".join(m.value for m in at.markdown)
-    for part in ("SyntheticFaces (6 rendered identities × 4 images", "`ir_tiny` IResNet at 32 px", "adaface head",
+    for part in ("SyntheticFaces (6 rendered identities × 4 images", "scored with BRISQUE at 112 px",
+                 "`ir_tiny` IResNet fed at 32 px", "adaface head",
                  "2 epochs", "12 probe samples", f"`{runs / 'demo-2'}`"):
         assert part in said, (part, said)
     at.button(key="runs:demo").click().run()
