@@ -54,6 +54,9 @@ __all__ = [
     "means_by_bin",
     "z_hat_from_steps",
     "ema_start_weight",
+    "TIME_AXES",
+    "epoch_clock",
+    "time_axis",
 ]
 
 #: Columns every records frame must have for these analyses (a run records more: adaface_lab.runs.RECORD_COLUMNS).
@@ -274,7 +277,7 @@ def trajectories(records: pd.DataFrame, n: int = 64, seed: int = 0) -> Trajector
     """(‖z‖, P_y) over epochs for ``n`` probe samples drawn at random (paper Fig. 5).
 
     The draw depends only on ``seed`` and the set of sample ids (same seed, same samples).
-    ``paths`` has columns ``sample_id, epoch, norm, p_y`` sorted by sample and epoch;
+    ``paths`` has columns ``sample_id, epoch, norm, p_y`` (and ``step`` when recorded) sorted by sample and epoch;
     ``summary`` has ``sample_id, first_epoch, last_epoch, first_norm, last_norm, first_p_y,
     last_p_y`` (and ``label``, ``last_quality`` when recorded), sorted by ``last_norm``.
     """
@@ -284,7 +287,8 @@ def trajectories(records: pd.DataFrame, n: int = 64, seed: int = 0) -> Trajector
     ids = np.sort(records["sample_id"].unique())
     chosen = np.sort(np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False))
     sub = records[records["sample_id"].isin(chosen)].sort_values(["sample_id", "epoch"], kind="stable")
-    paths = sub[["sample_id", "epoch", "norm", "p_y"]].reset_index(drop=True)
+    paths = sub[["sample_id", "epoch", *(["step"] if "step" in sub.columns else []), "norm", "p_y"]]
+    paths = paths.reset_index(drop=True)
 
     g = sub.groupby("sample_id", sort=True)
     first, last = g.head(1).set_index("sample_id"), g.tail(1).set_index("sample_id")
@@ -666,3 +670,50 @@ def ema_start_weight(n_steps: int, t_alpha: float) -> float:
     if n_steps < 0:
         raise ValueError(f"n_steps must be >= 0, got {n_steps}")
     return float((1.0 - t_alpha) ** n_steps)
+
+
+# --------------------------------------------------------------------------- time: epochs, steps, images
+
+
+#: The x-axes a figure over training can use, and their titles: the epoch, the optimiser step, or the
+#: images seen (summed over processes). On a small data set an epoch is only a few steps, while the paper's
+#: "from early in training" counts tens of thousands: the step and image axes make that comparable.
+TIME_AXES: dict[str, str] = {"epoch": "epoch", "step": "optimiser step", "images": "images seen"}
+
+
+def epoch_clock(steps: pd.DataFrame) -> pd.DataFrame:
+    """How long each epoch was, from a run's steps frame (``epoch, step, batch``, one row per step).
+
+    Returns one row per epoch: ``epoch``, ``steps`` (optimiser steps in it), ``images`` (images trained on
+    in it), ``last_step`` (the global step that ended it) and ``images_seen`` (images since the start of the
+    run, at its end).
+    """
+    require_columns(steps, ("epoch", "step", "batch"), what="steps")
+    st = steps.sort_values("step", kind="stable")
+    seen = st["batch"].astype(np.int64).cumsum()
+    g = st.assign(images_seen=seen).groupby("epoch", sort=True)
+    return pd.DataFrame({"steps": g.size(), "images": g["batch"].sum().astype(np.int64),
+                         "last_step": g["step"].max(), "images_seen": g["images_seen"].max()}).reset_index()
+
+
+def time_axis(frame: pd.DataFrame, steps: pd.DataFrame | None, axis: str = "epoch") -> np.ndarray:
+    """The x positions of ``frame``'s rows on a time ``axis`` of :data:`TIME_AXES`.
+
+    A frame with a ``step`` column (records, trajectories' paths) is placed at each row's own step (or the
+    images seen up to and including it); a per-epoch frame (correlations) at the step that ended its
+    ``epoch`` (or the images seen by then). ``"epoch"`` returns the epochs and needs no ``steps``.
+    """
+    if axis not in TIME_AXES:
+        raise ValueError(f"axis must be one of {list(TIME_AXES)}, got {axis!r}")
+    if axis == "epoch":
+        return frame["epoch"].to_numpy()
+    if steps is None or len(steps) == 0:
+        raise ValueError(f"a {TIME_AXES[axis]} axis needs the run's steps (run.steps); none were given")
+    if "step" in frame.columns:
+        if axis == "step":
+            return frame["step"].to_numpy()
+        st = steps.sort_values("step", kind="stable")
+        seen = pd.Series(st["batch"].astype(np.int64).cumsum().to_numpy(), index=st["step"].to_numpy())
+        return seen.reindex(frame["step"].to_numpy()).to_numpy()
+    clock = epoch_clock(steps).set_index("epoch")
+    return clock["last_step" if axis == "step" else "images_seen"].reindex(frame["epoch"].to_numpy()).to_numpy()

@@ -3,7 +3,7 @@
 ::
 
     adaface-lab train --out runs/demo                         # SyntheticFaces, ir_tiny, AdaFace (CPU demo)
-    adaface-lab train --data ../shared/data/lfw_min20 --center-crop 112 --out runs/lfw
+    adaface-lab train --data ../shared/data/lfw_min20 --out runs/lfw   # crop, size and model chosen from the data
     adaface-lab train --out runs/demo --resume                # continue the run in runs/demo from its checkpoint
     adaface-lab train --out runs/demo --overwrite             # replace the run in runs/demo
     torchrun --nproc-per-node 2 -m adaface_lab.cli train ...  # DistributedDataParallel
@@ -54,12 +54,16 @@ _TRAIN_HELP: dict[str, str] = {
     "num_identities": "SyntheticFaces: identities to train on",
     "images_per_identity": "SyntheticFaces: images per identity",
     "severity": "SyntheticFaces severity distribution: mixed or uniform",
-    "center_crop": "folders: centre square (pixels) cut before resizing, e.g. 112 for LFW; 'none' to skip",
+    "center_crop": "folders: side of the centre square cut first, e.g. 112 of LFW's 250; none: the whole image; "
+    "auto: chosen from the data",
+    "image_size": "side (px) the images are made, augmented and scored with BRISQUE at, before the network's own "
+    "input size; auto: 112 (a folder's own side when smaller)",
     "holdout_identities": "identities kept out of training for verification pairs (0: none)",
     "eval_pairs": "verification pairs drawn from the held-out identities",
-    "backbone": "backbone name (adaface_lab.backbones)",
-    "backbone_params": "backbone option KEY=VALUE, repeatable, e.g. input_size=64; without any, ir_tiny gets "
-    "input_size=32 (the CPU demo) and other backbones their own defaults",
+    "backbone": "backbone name (adaface_lab.backbones); auto: ir_tiny on SyntheticFaces; on a folder ir_tiny "
+    "(64 px) without CUDA, ir_18 (112 px) with it",
+    "backbone_params": "backbone option KEY=VALUE, repeatable, e.g. input_size=64; without any, ir_tiny on "
+    "SyntheticFaces gets input_size=32 (the CPU demo), a folder's chosen backbone the size above, others their own",
     "head": "head name (adaface_lab.heads)",
     "head_params": "head option KEY=VALUE, repeatable (e.g. m=0.4 h=0.333 s=64)",
     "channel_order": "channel order the model is fed: rgb or bgr",
@@ -158,7 +162,13 @@ def add_train_subparser(subparsers: Any) -> argparse.ArgumentParser:
         "train", help="train a backbone and record norm, P_y, margin and quality per probe sample and epoch",
         description=f"Train with a margin head and write {', '.join(RUN_FILES)} under --out. Options not "
         "given keep their defaults (or, with --resume, the run's saved values). A folder that holds a run "
-        "is refused unless --resume or --overwrite says what to do with it.",
+        "is refused unless --resume or --overwrite says what to do with it. Images are made, augmented and "
+        "scored with BRISQUE at --image-size (112 px, the paper's), then resized to the network's input "
+        "(bilinear, antialiased). With --data FOLDER, what is not given is chosen from its images and printed: "
+        "LFW-style 250 x 250 images are cut to the centre 112 x 112 (the face), aligned square crops up to "
+        "160 px are kept whole (at 112 px, or their own side when smaller), other shapes give their centre "
+        "square; the backbone is ir_tiny at 64 px without CUDA (learns in minutes on a CPU) and ir_18 at "
+        "112 px with it.",
     )  # fmt: skip
     add_train_options(p)
     p.set_defaults(func=_run_train)
@@ -177,9 +187,9 @@ def add_train_options(p: argparse.ArgumentParser, skip: frozenset[str] = frozens
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        kind = _parse_kind(hints[f.name])
-        shown = "" if f.name == "backbone_params" else f" (default: {_show(default)})"
+        default = None if f.name in _AUTO else getattr(defaults, f.name)  # "auto", not SyntheticFaces' choice
+        kind = _FIELD_KINDS.get(f.name) or _parse_kind(hints[f.name])
+        shown = "" if f.name == "backbone_params" else f" (default: {_show(default, f.name in _AUTO)})"
         common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
                                   "help": f"{_TRAIN_HELP.get(f.name, f.name)}{shown}"}  # fmt: skip
         if kind is bool:
@@ -217,12 +227,14 @@ def _parse_kind(hint: Any) -> Any:
         return _int_or_all
     if args == {int}:
         return _int_or_none
+    if args == {str}:
+        return str
     return hint
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, auto: bool = False) -> str:
     if value is None:
-        return "none"
+        return "auto" if auto else "none"
     if isinstance(value, tuple):
         return ",".join(f"{v:.4g}" for v in value)
     if isinstance(value, dict):
@@ -238,12 +250,31 @@ def _int_or_none(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
+def _int_or_auto(text: str) -> int | None:
+    return None if text.lower() == "auto" else int(text)
+
+
+def _crop_side(text: str) -> int | None:
+    """``auto`` (chosen from the data), ``none`` (the whole image: 0) or a side in pixels."""
+    return 0 if text.lower() == "none" else _int_or_auto(text)
+
+
+def _str_or_auto(text: str) -> str | None:
+    return None if text.lower() == "auto" else text
+
+
+# Fields whose None means "chosen from the data" (shown and typed as "auto"), and their converters.
+_FIELD_KINDS: dict[str, Any] = {"center_crop": _crop_side, "image_size": _int_or_auto, "backbone": _str_or_auto}
+_AUTO = frozenset(_FIELD_KINDS)
+
+
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
 
 _METAVARS: dict[Any, str] = {int: "N", float: "X", str: "TEXT", _int_or_all: "N|all", _int_or_none: "N|none",
-                             _float_list: "X,X,..."}
+                             _float_list: "X,X,...", _int_or_auto: "N|auto", _crop_side: "N|none|auto",
+                             _str_or_auto: "NAME|auto"}  # fmt: skip
 
 
 def _key_value(text: str) -> tuple[str, Any]:

@@ -32,13 +32,19 @@ from .errors import LabError
 from .heads import HEADS, build_head
 
 __all__ = [
-    "TrainConfig", "ConfigTypeError", "DEMO_BACKBONE_PARAMS", "seed_for",
+    "TrainConfig", "ConfigTypeError", "DEMO_BACKBONE_PARAMS", "PAPER_IMAGE_SIZE", "seed_for",
     "STREAM_INIT", "STREAM_ORDER", "STREAM_AUG", "STREAM_MODEL", "STREAM_PROBE", "STREAM_HOLDOUT",
 ]  # fmt: skip
 
 #: Backbone options the CPU demo uses when none are given: ir_tiny at 32 pixels (4x fewer pixels than its
 #: native 64) trains about 4x faster, which is what lets the default run learn in a few minutes on 2 cores.
 DEMO_BACKBONE_PARAMS: dict[str, dict[str, Any]] = {DEFAULT_TEACHING_BACKBONE: {"input_size": 32}}
+
+#: The side, in pixels, at which images are made, augmented and scored with BRISQUE unless a run says otherwise:
+#: the paper's 112 x 112 aligned crops. BRISQUE measures the degradation at this size and not at the
+#: network's 32 px (Spearman r(BRISQUE, severity) on SyntheticFaces: +0.50 at 112 px, +0.04 at 32 px), so
+#: the network gets its own input size only after augmentation (a resize on the device).
+PAPER_IMAGE_SIZE = 112
 
 #: The random streams of a run (see :func:`seed_for`).
 STREAM_INIT, STREAM_ORDER, STREAM_AUG, STREAM_MODEL, STREAM_PROBE, STREAM_HOLDOUT = range(6)
@@ -55,11 +61,18 @@ class TrainConfig:
     """Everything a run depends on. Build with ``TrainConfig(...)`` or :meth:`from_overrides`.
 
     The defaults are the CPU demo: 800 SyntheticFaces identities x 6 images (many identities, few
-    images each, so that a short run learns features rather than memorising), ``ir_tiny`` at 32 px, the
-    AdaFace head with its official parameters, 10 epochs — under 3 minutes on 2 shared CPU cores. The
+    images each, so that a short run learns features rather than memorising) rendered, augmented and
+    scored with BRISQUE at 112 px, ``ir_tiny`` fed at 32 px, the AdaFace head with its official
+    parameters, 10 epochs — a few minutes on 2 CPU cores. The
     optimiser follows the official recipe (SGD, LR 0.1, momentum 0.9, weight decay 5e-4 except on
     BatchNorm, LR ×0.1 at epochs 12/20/24 of 26), with the milestones as fractions of the run so that
     they scale to short runs; the augmentations keep the official probabilities (0.2 each).
+
+    On an identity folder, the fields left at None (``center_crop``, ``image_size``, ``backbone``,
+    ``backbone_params``) are chosen from its images and the device when the run starts
+    (:func:`adaface_lab.runs.folder_recipe`: a face crop, 112 px, ``ir_tiny`` at 64 px on a CPU and
+    ``ir_18`` at 112 px on CUDA); on SyntheticFaces they are filled in at once (no crop, 112 px,
+    ``ir_tiny`` at 32 px). Given values always win.
     """
 
     # -- data
@@ -67,12 +80,13 @@ class TrainConfig:
     num_identities: int = 800  #: SyntheticFaces: identities trained on
     images_per_identity: int = 6  #: SyntheticFaces: images per identity
     severity: str = "mixed"  #: SyntheticFaces: "mixed" (Beta(1.2, 2.5)) or "uniform"
-    center_crop: int | None = None  #: folders: side of a centre square cut first (e.g. 112 of LFW's 250)
+    center_crop: int | None = None  #: folders: side of a centre square cut first (112 of LFW's 250); 0: none
+    image_size: int | None = None  #: side (px) images are made, augmented and BRISQUE-scored at (see above)
     holdout_identities: int = 20  #: identities kept out of training for verification pairs
     eval_pairs: int = 400  #: verification pairs drawn from the held-out identities
     # -- model
-    backbone: str = DEFAULT_TEACHING_BACKBONE  #: a name from adaface_lab.backbones
-    backbone_params: dict[str, Any] | None = None  #: None: DEMO_BACKBONE_PARAMS for its backbone, else {}
+    backbone: str | None = None  #: a name from adaface_lab.backbones; None: see above
+    backbone_params: dict[str, Any] | None = None  #: None: DEMO_BACKBONE_PARAMS on SyntheticFaces; see above
     head: str = "adaface"  #: a name from adaface_lab.heads
     head_params: dict[str, Any] = field(default_factory=dict)  #: e.g. {"m": 0.4, "h": 0.333, "s": 64}
     channel_order: str = "rgb"  #: what the model is fed ("rgb"; "bgr" as the authors' models)
@@ -116,10 +130,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
         self.head_params = dict(self.head_params)
-        if self.backbone_params is None:
-            self.backbone_params = dict(DEMO_BACKBONE_PARAMS.get(self.backbone, {}))
-        self.backbone_params = dict(self.backbone_params)
+        if self.data == "synthetic":  # nothing to look at first: SyntheticFaces' choices are made now
+            self.center_crop = 0 if self.center_crop is None else self.center_crop
+            self.image_size = PAPER_IMAGE_SIZE if self.image_size is None else self.image_size
+            self.backbone = DEFAULT_TEACHING_BACKBONE if self.backbone is None else self.backbone
+            if self.backbone_params is None:
+                self.backbone_params = dict(DEMO_BACKBONE_PARAMS.get(self.backbone, {}))
+        if self.backbone_params is not None:
+            self.backbone_params = dict(self.backbone_params)
         _validate(self)
+
+    @property
+    def chosen_from_data(self) -> tuple[str, ...]:
+        """The fields still None: a folder's recipe chooses them when the run starts."""
+        return tuple(name for name in _FROM_DATA if getattr(self, name) is None)
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> "TrainConfig":
@@ -140,6 +164,10 @@ class TrainConfig:
         d = asdict(self)
         d["lr_milestones"] = list(self.lr_milestones)
         return d
+
+
+#: The fields a folder's recipe fills in when left at None (:func:`adaface_lab.runs.folder_recipe`).
+_FROM_DATA: tuple[str, ...] = ("center_crop", "image_size", "backbone", "backbone_params")
 
 
 class ConfigTypeError(LabError, TypeError):
@@ -179,11 +207,14 @@ def _validate(c: TrainConfig) -> None:
     need(c.data == "synthetic" or bool(c.data), "data must be 'synthetic' or a folder path")
     need(c.num_identities >= 2 and c.images_per_identity >= 1, "num_identities ≥ 2, images_per_identity ≥ 1")
     need(c.severity in ("mixed", "uniform"), f"severity must be 'mixed' or 'uniform', got {c.severity!r}")
-    need(c.center_crop is None or c.center_crop >= 8, "center_crop must be None or ≥ 8 pixels")
+    need(c.center_crop is None or c.center_crop == 0 or c.center_crop >= 8,
+         "center_crop must be None (chosen from the data), 0 (none) or ≥ 8 pixels")  # fmt: skip
+    need(c.image_size is None or c.image_size >= 16, "image_size must be None (chosen from the data) or ≥ 16 pixels")
     need(c.holdout_identities >= 0, "holdout_identities must be ≥ 0")
     need(c.holdout_identities == 0 or c.holdout_identities >= 2, "holdout_identities must be 0 or ≥ 2")
     need(c.eval_pairs >= 20, "eval_pairs must be ≥ 20 (ten folds of genuine and impostor pairs)")
-    BACKBONES.require(c.backbone)
+    if c.backbone is not None:
+        BACKBONES.require(c.backbone)
     HEADS.require(c.head)
     need(c.channel_order in ("rgb", "bgr"), "channel_order must be 'rgb' or 'bgr'")
     need(c.epochs >= 1, "epochs must be ≥ 1")
@@ -214,13 +245,15 @@ def _validate(c: TrainConfig) -> None:
 
 def _check_model(c: TrainConfig) -> None:
     """Make the backbone (on the meta device: no memory) and a small head as the config says, and run the head
-    on a test batch, so that an option no run can use fails here, before any work, in one ValueError."""
-    params = " ".join(f"{k}={v!r}" for k, v in c.backbone_params.items())
-    try:
-        with torch.device("meta"):
-            build_backbone(c.backbone, **c.backbone_params)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"backbone {c.backbone} {params}: {e}") from None
+    on a test batch, so that an option no run can use fails here, before any work, in one ValueError. A backbone
+    a folder's recipe will choose is checked once chosen."""
+    if c.backbone is not None:
+        params = " ".join(f"{k}={v!r}" for k, v in (c.backbone_params or {}).items())
+        try:
+            with torch.device("meta"):
+                build_backbone(c.backbone, **(c.backbone_params or {}))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"backbone {c.backbone} {params}: {e}") from None
     params = " ".join(f"{k}={v!r}" for k, v in c.head_params.items()) or "(its defaults)"
     try:
         head = build_head(c.head, 8, 4, **c.head_params)

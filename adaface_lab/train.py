@@ -5,10 +5,16 @@ training samples, what the paper's "norm versus quality" analyses read (DESIGN.m
 
     from adaface_lab.train import TrainConfig, train
     result = train(TrainConfig(out="runs/demo"))             # SyntheticFaces, ir_tiny at 32 px, AdaFace
-    result = train(TrainConfig.from_overrides({"data": "../shared/data/lfw_min20", "center_crop": 112,
-                                               "out": "runs/lfw"}))
+    result = train(TrainConfig(data="../shared/data/lfw_min20", out="runs/lfw"))  # crop and model from the data
     result = train(config, on_step=lambda s: print(s["step"], s["loss"], s["eta_s"]))
     adaface-lab train --out runs/demo                        # the same from the shell
+
+Images: every sample is made at the config's ``image_size`` (112 px: the paper's aligned crops, or a
+folder's own smaller side), augmented at that size on the training device, scored there with BRISQUE (the
+probe samples), and only then resized to the network's input size on the device (bilinear with
+antialiasing — the triangle filter widened to the scale when shrinking, as PIL's — rounded to uint8).
+A folder's crop, image size and backbone, when not given, are chosen from its images and the device as the
+run starts, and printed (:func:`adaface_lab.runs.folder_recipe`); ``config.json`` keeps the values used.
 
 The run folder it writes (records, steps, epochs, config, checkpoint, progress) is described, written and
 read by :mod:`adaface_lab.runs`; the config is :class:`~adaface_lab.config.TrainConfig`. A folder that
@@ -68,10 +74,23 @@ from .data.augment import AugmentConfig, augment_batch
 from .errors import LabError
 from .heads import build_head
 from .quality import brisque_torch, quality_from_brisque
-from .runs import HEAD_EXTRA_COLUMNS, RECORD_COLUMNS, HeldOut, Progress, RunFolder, TrainingState, training_data
+from .runs import (
+    HEAD_EXTRA_COLUMNS,
+    RECORD_COLUMNS,
+    FolderRecipe,
+    HeldOut,
+    Progress,
+    RunFolder,
+    TrainingState,
+    resolve_config,
+    training_data,
+)
 
 __all__ = ["TrainConfig", "RunResult", "OnStep", "train", "pick_device", "DEMO_BACKBONE_PARAMS", "TrainingDiverged",
-           "TrainingInterrupted"]
+           "TrainingInterrupted", "INPUT_RESIZE"]
+
+#: How the augmented image becomes the network's input when the sizes differ (:func:`_resized`).
+INPUT_RESIZE = "bilinear, antialiased, to uint8"
 
 #: ``train(config, on_step=f)`` calls ``f(info)`` after every optimisation step (on rank 0) with
 #: ``info = {"step", "total_steps", "epoch", "loss", "images_per_s", "eta_s"}``: the global step (from 1) of
@@ -127,13 +146,14 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     env = _Env.setup(cfg)
     folder = RunFolder(Path(cfg.out))
     folder.check_writable(resume=cfg.resume, overwrite=cfg.overwrite)  # never replace a run by accident
+    cfg, recipe = _resolve(cfg, env)  # a folder's crop, image size and backbone, unless given (printed)
     resume = _load_for_resume(cfg, folder) if cfg.resume else None  # every file it covers reads back whole
     env.barrier()  # every process has looked at the folder before rank 0 writes to it
     created = not folder.path.exists()  # a run that fails before its first checkpoint leaves no folder behind
 
-    # -------------------------------------------------------------- data
-    input_size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size  # data is made at this size
-    train_set, holdout = training_data(cfg, input_size)
+    # -------------------------------------------------------------- data (made, augmented, scored at image_size)
+    input_size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size  # the network's, applied last
+    train_set, holdout = training_data(cfg)
     data = _TrainData(train_set, cfg, env.device, env.show)
     probe_mask = _probe_mask(len(data), cfg.probe, cfg.seed)  # (N,) bool over training positions
     steps_per_epoch = _steps_per_epoch(len(data), env.world, cfg.batch_size)
@@ -143,7 +163,7 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
     progress = _Progress(folder, on_step, env.master, cfg.epochs, steps_per_epoch)
     if env.master:
         folder.prepare(overwrite=cfg.overwrite)
-        folder.write_config(_config_record(cfg, env, data, probe_mask, input_size, steps_per_epoch, holdout))
+        folder.write_config(_config_record(cfg, env, data, probe_mask, input_size, steps_per_epoch, holdout, recipe))
         folder.drop_parts_after(start_epoch - 1)  # parts of epochs the checkpoint does not cover
         progress.write("preparing", start_epoch, step)
 
@@ -173,11 +193,9 @@ def _train(cfg: TrainConfig, on_step: OnStep | None) -> RunResult:
             for k, batch in enumerate(data.batches(batches[first:]), start=first):
                 started = time.perf_counter()
                 lr = schedule.apply(optimizer, step)
-                # augment on the device (records what it did per sample), then the model's input conversion
-                images, aug = augmenter(batch.images, aug_gen)  # uint8 (B, 3, S, S) RGB
-                x = preprocess(images, channel_order=cfg.channel_order)  # (B, 3, S, S) float in [-1, 1]
-                if env.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                # augment on the device at image_size (records what it did per sample), then the network's input
+                images, aug = augmenter(batch.images, aug_gen)  # uint8 (B, 3, S, S) RGB, S = image_size
+                x = _network_input(images, input_size, cfg.channel_order, env.channels_last)  # (B, 3, I, I) in [-1, 1]
                 with env.autocast():
                     logits = model(x, batch.labels)  # (B, C) scaled, margined
                 loss = raw_model.head.loss(logits, batch.labels)
@@ -283,6 +301,15 @@ class _Env:
     def close(self) -> None:
         if self.own_group:
             dist.destroy_process_group()
+
+
+def _resolve(cfg: TrainConfig, env: _Env) -> tuple[TrainConfig, FolderRecipe | None]:
+    """``cfg`` with a folder's choices filled in for this device (:func:`adaface_lab.runs.resolve_config`);
+    what was detected and chosen is printed where progress is shown."""
+    cfg, recipe = resolve_config(cfg, env.device)
+    if recipe is not None and env.show:
+        tqdm.write(recipe.describe())
+    return cfg, recipe
 
 
 def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -527,6 +554,25 @@ class _Augmenter:
         return augment_batch(images, generator, self.config)
 
 
+def _network_input(images: torch.Tensor, size: int, channel_order: str, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, 3, S, S) augmented images -> float (B, 3, size, size) in [-1, 1], as the network takes them:
+    resized (:func:`_resized`), converted (:func:`~adaface_lab.backbones.preprocess`), channels-last if asked."""
+    x = preprocess(_resized(images, size), channel_order=channel_order)  # type: ignore[arg-type]
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> uint8 (B, 3, size, size): bilinear with antialiasing (the triangle filter widened
+    to the scale when shrinking, as PIL's BILINEAR), rounded to uint8 as a stored image would be. On the CPU
+    torch's uint8 kernel does it (about 10x faster than through float); elsewhere float, then rounded."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    if images.device.type == "cpu":
+        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class _BrisqueScorer:
     """BRISQUE of the augmented uint8 images the network saw, on the training device.
 
@@ -729,11 +775,16 @@ def _concat_rows(rows: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 
 
 def _config_record(cfg: TrainConfig, env: _Env, data: _TrainData, probe_mask: torch.Tensor, input_size: int,
-                   steps_per_epoch: int, holdout: HeldOut | None) -> dict[str, Any]:  # fmt: skip
-    """What ``config.json`` holds: the config, then under ``"run"`` what the run found."""
+                   steps_per_epoch: int, holdout: HeldOut | None, recipe: FolderRecipe | None,
+                   ) -> dict[str, Any]:  # fmt: skip
+    """What ``config.json`` holds: the config (resolved), then under ``"run"`` what the run found: among it the
+    side images were augmented at, the side BRISQUE scored (None without BRISQUE), the network's input size
+    and the resize between them, and a folder's recipe in words (None when every choice was given)."""
     return {**cfg.to_dict(), "run": {
         "num_classes": data.num_classes, "num_train_samples": len(data), "num_probe": int(probe_mask.sum()),
-        "input_size": input_size, "world_size": env.world, "device": str(env.device),
+        "image_size": cfg.image_size, "brisque_size": cfg.image_size if cfg.brisque else None,
+        "input_size": input_size, "input_resize": INPUT_RESIZE if input_size != cfg.image_size else None,
+        "recipe": recipe.describe() if recipe is not None else None, "world_size": env.world, "device": str(env.device),
         "amp": env.amp_dtype is not None, "channels_last": env.channels_last, "steps_per_epoch": steps_per_epoch,
         "holdout_labels": list(holdout.labels) if holdout else [], "torch": torch.__version__,
     }}  # fmt: skip

@@ -74,14 +74,20 @@ class DemoTraining:
         try:
             cfg = TrainConfig.from_overrides(train_overrides(build_parser().parse_args(
                 self.command(epochs, self.next_dir())[3:])))  # fmt: skip
-            with torch.device("meta"):
-                size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size
+            if not cfg.chosen_from_data:
+                with torch.device("meta"):
+                    size = build_backbone(cfg.backbone, **cfg.backbone_params).input_size
         except (SystemExit, ValueError, TypeError) as e:
             return f"`adaface-lab train` with the options of ADAFACE_LAB_DEMO_ARGS, which it refuses ({e})"
+        if cfg.chosen_from_data:  # a folder: its crop, image size and backbone are chosen when the run starts
+            model = "the crop, image size and backbone chosen from its images (printed in the log)"
+        else:
+            model = (f"images made, augmented and scored with BRISQUE at {cfg.image_size} px, the `{cfg.backbone}` "
+                     f"IResNet fed at {size} px")
         data = (f"SyntheticFaces ({cfg.num_identities:,} rendered identities × {cfg.images_per_identity} images, "
                 f"each with a known severity)" if cfg.data == "synthetic" else f"the identity folder `{cfg.data}`")
         probe = "every sample" if cfg.probe == "all" else f"{cfg.probe:,} probe samples"
-        return (f"{data}, the `{cfg.backbone}` IResNet at {size} px and the {cfg.head} head, {epochs} epoch"
+        return (f"{data}, {model}, the {cfg.head} head, {epochs} epoch"
                 f"{'s' * (epochs != 1)} of the default recipe of `adaface-lab train`, recording {probe} each epoch")
 
     def start(self, epochs: int) -> Path:

@@ -12,6 +12,7 @@ from adaface_lab.analysis import (
     correlations_by_quality,
     ema_over_steps,
     ema_start_weight,
+    epoch_clock,
     histogram_by_epoch,
     least_squares,
     margin_distribution,
@@ -20,6 +21,7 @@ from adaface_lab.analysis import (
     pick_images_along_norm,
     quality_correlations,
     sign_check,
+    time_axis,
     trajectories,
     with_quality_columns,
     z_hat_distribution,
@@ -291,3 +293,33 @@ def test_ema_start_weight_equals_the_recursion_run_by_hand() -> None:
         assert ema_start_weight(n, t_alpha) == pytest.approx(value, rel=1e-12, abs=1e-300)
     with pytest.raises(ValueError, match="t_alpha"):
         ema_start_weight(10, 0.0)
+
+
+# --------------------------------------------------------------------------- time: epochs, steps, images
+
+
+def _uneven_steps() -> pd.DataFrame:
+    """Two epochs of 3 steps; batches of 8 with a short last batch (5 in epoch 1, 4 in epoch 2)."""
+    return pd.DataFrame({"epoch": [1, 1, 1, 2, 2, 2], "step": [1, 2, 3, 4, 5, 6], "batch": [8, 8, 5, 8, 8, 4]})
+
+
+def test_epoch_clock_counts_each_epochs_steps_and_images_by_hand() -> None:
+    clock = epoch_clock(_uneven_steps().sample(frac=1.0, random_state=0))  # row order does not matter
+    assert clock["epoch"].tolist() == [1, 2] and clock["steps"].tolist() == [3, 3]
+    assert clock["images"].tolist() == [21, 20] and clock["last_step"].tolist() == [3, 6]
+    assert clock["images_seen"].tolist() == [21, 41]
+
+
+def test_time_axis_places_records_at_their_step_and_epochs_at_their_end() -> None:
+    steps = _uneven_steps()
+    records = pd.DataFrame({"epoch": [1, 1, 2, 2], "step": [1, 3, 4, 6]})
+    assert time_axis(records, None, "epoch").tolist() == [1, 1, 2, 2]
+    assert time_axis(records, steps, "step").tolist() == [1, 3, 4, 6]
+    assert time_axis(records, steps, "images").tolist() == [8, 21, 29, 41]  # images seen through that step
+    per_epoch = pd.DataFrame({"epoch": [2, 1]})
+    assert time_axis(per_epoch, steps, "step").tolist() == [6, 3]
+    assert time_axis(per_epoch, steps, "images").tolist() == [41, 21]
+    with pytest.raises(ValueError, match="needs the run's steps"):
+        time_axis(per_epoch, None, "step")
+    with pytest.raises(ValueError, match="axis must be one of"):
+        time_axis(per_epoch, steps, "seconds")

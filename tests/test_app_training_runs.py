@@ -161,6 +161,30 @@ def test_a_run_still_being_made_by_the_notebook_cache_is_not_listed(runs: Path) 
     assert all(".partial" not in str(o) for o in at.selectbox(key="inspect:ckpt_pick").options)
 
 
+def test_steps_or_images_seen_as_the_time_axis(runs: Path) -> None:
+    """The sidebar's time axis puts each epoch's correlation at the step that ended it (or the images seen by
+    then), says how long an epoch was, and draws the trajectories over time at each record's own step."""
+    records = write_fake_run(runs / "mine")  # 10 steps of 32 images per epoch
+    at = open_page(RUNS_PAGE)
+    assert at.sidebar.radio(key="runs:x").options == ["epoch", "optimiser step", "images seen"]
+    for axis, expected in (("step", [10, 20, 30, 40]), ("images", [320, 640, 960, 1280])):
+        at.sidebar.radio(key="runs:x").set_value(axis).run()
+        assert not at.exception
+        spec = _chart(at, "corr_chart")
+        x, r_norm = _trace(spec, "r(‖z‖, q)")
+        np.testing.assert_array_equal(x, expected)
+        quality = pd.Series(formulas.quality(records["brisque"]), index=records.index)
+        np.testing.assert_allclose(r_norm, _pearson_by_epoch(records, "norm", quality), atol=1e-9)
+        assert "(an epoch: 10 steps, 320 images)" in spec["layout"]["xaxis"]["title"]["text"]
+    at.radio(key="runs:traj_view").set_value("time").run()
+    assert not at.exception
+    markers = _chart(at, "traj_chart")["data"][-1]  # every sampled record's ‖z‖, at the images seen by its step
+    sample_epoch = _decode(markers["customdata"])[:, :2].astype(int)  # (rows, 2): sample id, epoch
+    assert len(sample_epoch) == 64 * 4
+    steps = records.set_index(["sample_id", "epoch"])["step"].loc[[tuple(r) for r in sample_epoch]]
+    np.testing.assert_array_equal(_decode(markers["x"]), 32 * steps.to_numpy())
+
+
 @pytest.mark.slow
 def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a tiny model so the real `adaface-lab train` finishes in seconds
@@ -176,7 +200,8 @@ def test_demo_button_trains_with_a_progress_bar_then_shows_the_run(runs: Path, m
     at.number_input(key="runs:demo_epochs").set_value(2).run()
     # the page says what the demo trains, as its options make it, and that it writes a new folder
     said = " ".join(m.value for m in at.markdown)
-    for part in ("SyntheticFaces (6 rendered identities × 4 images", "`ir_tiny` IResNet at 32 px", "adaface head",
+    for part in ("SyntheticFaces (6 rendered identities × 4 images", "scored with BRISQUE at 112 px",
+                 "`ir_tiny` IResNet fed at 32 px", "adaface head",
                  "2 epochs", "12 probe samples", f"`{runs / 'demo-2'}`"):
         assert part in said, (part, said)
     at.button(key="runs:demo").click().run()

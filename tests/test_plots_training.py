@@ -30,6 +30,7 @@ from adaface_lab.plots.training import (
 )
 
 from .fake_runs import fake_records as make_records
+from .fake_runs import fake_steps
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,31 @@ def test_trajectory_figure_points_and_colour_by_last_norm(records: pd.DataFrame)
     assert np.sort(xs[np.isfinite(xs)]).tolist() == np.sort(traj.paths["norm"].to_numpy()).tolist()
     assert sum(np.isnan(_xy(t)[0]).sum() + 1 for t in lines) == 20
     assert len(lines) <= 5
+
+
+def test_correlations_and_trajectories_on_a_step_or_image_axis(records: pd.DataFrame) -> None:
+    """Steps (or images seen) as the x-axis, with the length of an epoch in the axis title: each epoch's
+    correlation at the step that ended it; each trajectory point at the step its record was taken."""
+    steps = fake_steps(4)  # 10 steps of 32 images per epoch
+    corr = correlation_by_epoch(records)
+    for x, factor in (("step", 1), ("images", 32)):
+        fig = correlation_figure(corr, x=x, steps=steps)
+        xs, ys = _xy(fig.data[0])
+        np.testing.assert_array_equal(xs, factor * 10 * corr["epoch"].to_numpy())
+        np.testing.assert_array_equal(ys, corr["r_norm"])
+        assert fig.layout.xaxis.title.text.endswith("(an epoch: 10 steps, 320 images)")
+    with pytest.raises(ValueError, match="needs the run's steps"):
+        correlation_figure(corr, x="step")
+
+    traj = trajectories(records, n=12, seed=2)
+    fig = trajectory_figure(traj, x="step", steps=steps)
+    markers = fig.data[-1]  # ‖z‖ against each record's step, on the top panel
+    np.testing.assert_array_equal(_xy(markers)[0], traj.paths["step"])
+    np.testing.assert_array_equal(_xy(markers)[1], traj.paths["norm"])
+    p_y_lines = [t for t in fig.data if t.yaxis == "y2"]  # the bottom panel: P_y over the same steps
+    ys = np.concatenate([_xy(t)[1] for t in p_y_lines])
+    assert sorted(ys[np.isfinite(ys)]) == sorted(traj.paths["p_y"])
+    assert fig.layout.xaxis2.title.text == "optimiser step (an epoch: 10 steps, 320 images)"
 
 
 def test_over_time_figures_carry_their_frames(records: pd.DataFrame) -> None:

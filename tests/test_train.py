@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from adaface_lab.cli import main
+from adaface_lab.data.augment import apply_params
 from adaface_lab.data.synthetic import SyntheticFaces
 from adaface_lab.quality import brisque_torch
 from adaface_lab.runs import AUGMENT_COLUMNS, RECORD_COLUMNS, Progress, RunExistsError, RunFolder, TrainingState, load_run
@@ -127,21 +128,33 @@ def test_records_have_one_row_per_probe_sample_and_epoch(straight) -> None:
     np.testing.assert_allclose(rec["loss"], -np.log(rec["p_y"]), rtol=1e-6, atol=1e-9)
 
 
-def test_brisque_is_scored_on_the_image_the_network_saw(straight) -> None:
+def test_brisque_is_scored_on_the_augmented_112_px_image(straight) -> None:
+    """The paper's resolution: each probe's BRISQUE is that of its image rendered at 112 px and augmented as
+    its record says, rebuilt here from the record alone (not from the run's random streams), although the
+    network was fed 32 px."""
     rec = pd.read_parquet(straight.records)
     np.testing.assert_allclose(rec["quality"], formulas.quality(rec["brisque"]))
-    untouched = rec[~(rec["crop_applied"] | rec["resize_applied"] | rec["photo_applied"])]
-    touched = rec[rec["crop_applied"] | rec["resize_applied"] | rec["photo_applied"]]
-    assert len(untouched) > 0 and len(touched) > 0
-    # an image no augmentation touched is the data set's image: its BRISQUE, computed here, must match
-    ds = SyntheticFaces(8, 5, size=32, seed=0)
-    images = torch.stack([ds[int(i)][0] for i in untouched["sample_id"]])
-    np.testing.assert_allclose(untouched["brisque"], brisque_torch(images).numpy(), rtol=1e-9, atol=1e-9)
-    # an augmented one is scored after augmentation: a sample's score changes between epochs only when
-    # what the network saw changed
-    for sid, group in rec.groupby("sample_id"):
-        plain = group[~(group["crop_applied"] | group["resize_applied"] | group["photo_applied"])]
-        assert plain["brisque"].nunique() <= 1, sid
+    run = json.loads(straight.config.read_text())["run"]
+    assert (run["image_size"], run["brisque_size"], run["input_size"]) == (112, 112, 32)
+    touched = rec["crop_applied"] | rec["resize_applied"] | rec["photo_applied"]
+    assert touched.any() and (~touched).any()
+    for kind in ("crop_applied", "resize_applied", "photo_applied"):
+        assert rec[kind].any(), kind  # every augmentation is among the rebuilt images
+
+    faces = SyntheticFaces(8, 5, size=112, seed=0)
+    images = torch.stack([faces[int(i)][0] for i in rec["sample_id"]])  # (R, 3, 112, 112) as rendered
+    params = {name: torch.from_numpy(rec[name].to_numpy().copy()) for name in AUGMENT_COLUMNS}
+    augmented = apply_params(images, params)  # the lab's augmentation (checked against OpenCV and PIL) replayed
+    np.testing.assert_allclose(rec["brisque"], brisque_torch(augmented).numpy(), rtol=1e-9, atol=1e-9)
+    # and not the score of the image at the network's size, which measures something else
+    small = brisque_torch(preprocess_to(augmented, 32)).numpy()
+    assert np.abs(rec["brisque"].to_numpy() - small).max() > 1.0
+
+
+def preprocess_to(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images resized as the network's input is (bilinear, antialiased), back to uint8."""
+    x = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def test_adaface_terms_follow_the_recorded_norm_and_ema(straight) -> None:
@@ -179,8 +192,12 @@ def test_folder_data_holds_out_identities_and_evaluates_them(tmp_path: Path) -> 
     run = train(_config(tmp_path / "run", data=str(tmp_path / "faces"), holdout_identities=2, eval_pairs=20,
                         eval_each_epoch=True, epochs=1, probe="all"))  # fmt: skip
     rec = pd.read_parquet(run.records)
-    held = json.loads(run.config.read_text())["run"]["holdout_labels"]
+    found = json.loads(run.config.read_text())["run"]
+    held = found["holdout_labels"]
     assert len(held) == 2 and len(rec) == 4 * 4  # the 4 kept identities' 16 images, each recorded once
+    # 48 x 48 crops: kept whole and scored at their own size (never enlarged), as config.json says
+    assert (found["image_size"], found["brisque_size"], found["input_size"]) == (48, 48, 32)
+    assert "aligned face crops" in found["recipe"] and "the whole image at 48 px" in found["recipe"]
     kept_ids = [i for i in range(24) if i // 4 not in held]  # sample ids are the folder's sorted file order
     assert sorted(rec["sample_id"]) == kept_ids
     assert sorted(rec["label"].unique()) == [0, 1, 2, 3] and rec["severity"].isna().all()
@@ -359,8 +376,11 @@ def test_cli_help_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--data", "--backbone", "--head", "--epochs", "--batch-size", "--out", "--resume", "--probe"):
+    for option in ("--data", "--backbone", "--head", "--epochs", "--batch-size", "--out", "--resume", "--probe",
+                   "--image-size", "--center-crop N|none|auto"):
         assert option in text
+    flat = " ".join(text.split())  # the folder recipe is documented where the options are
+    assert "LFW-style 250 x 250 images are cut to the centre 112 x 112" in flat and "ir_18 at 112 px" in flat
     assert main([]) == 0
     assert "train" in capsys.readouterr().out
     with pytest.raises(SystemExit):

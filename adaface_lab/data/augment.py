@@ -365,6 +365,14 @@ def apply_params(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch
     if len(params["crop_applied"]) != b:
         raise ValueError(f"params are for {len(params['crop_applied'])} samples, images has {b}")
     device = images.device
+    touched = params["crop_applied"] | params["resize_applied"] | params["photo_applied"]  # (B,) on the CPU
+    if not bool(touched.all()):  # most samples pass untouched (0.8^3 of them by default): copy those as they are
+        out = images.clone()
+        sel = torch.nonzero(touched).flatten()
+        if len(sel):
+            sel_d = sel.to(device)
+            out[sel_d] = apply_params(images[sel_d], {k: v[sel] for k, v in params.items()})
+        return out
     work = torch.float32 if images.dtype in (torch.uint8, torch.float16, torch.bfloat16) else images.dtype
     top = 255.0 if integer else 1.0
     x = images.to(work).clone()

@@ -8,8 +8,10 @@ tens of thousands of records builds in milliseconds::
 
     run = load_run("runs/demo")
     correlation_figure(correlation_by_epoch(run.records))
+    correlation_figure(correlation_by_epoch(run.records), x="step", steps=run.steps)  # or x="images"
     quality_scatter_figure(run.records, epoch=-1)
     trajectory_figure(trajectories(run.records, n=64, seed=0))
+    trajectory_figure(trajectories(run.records, n=64, seed=0), x="step", steps=run.steps)  # ‖z‖, P_y over time
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import plotly.colors as pcolors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis import Trajectories, least_squares
+from ..analysis import TIME_AXES, Trajectories, epoch_clock, least_squares, time_axis
 
 __all__ = [
     "FEATURE_LABELS",
+    "time_title",
     "correlation_figure",
     "quality_scatter_figure",
     "trajectory_figure",
@@ -85,14 +88,30 @@ def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 # --------------------------------------------------------------------------- norm vs quality
 
 
+def time_title(x: str, steps: pd.DataFrame | None) -> str:
+    """The title of a time axis (:data:`~adaface_lab.analysis.TIME_AXES`), saying how long an epoch was:
+    e.g. "optimiser step (an epoch: 38 steps, 4,800 images)"."""
+    if x not in TIME_AXES:
+        raise ValueError(f"x must be one of {list(TIME_AXES)}, got {x!r}")
+    if steps is None or len(steps) == 0 or not {"epoch", "step", "batch"} <= set(steps.columns):
+        return TIME_AXES[x]
+    clock = epoch_clock(steps)
+    n_steps, n_images = clock["steps"], clock["images"]
+    span = (lambda v: f"{v.min():,}" if v.min() == v.max() else f"{v.min():,}–{v.max():,}")  # noqa: E731
+    return f"{TIME_AXES[x]} (an epoch: {span(n_steps)} steps, {span(n_images)} images)"
+
+
 def correlation_figure(
-    correlations: pd.DataFrame, features: Sequence[str] = ("norm", "p_y"), height: int = 400
+    correlations: pd.DataFrame, features: Sequence[str] = ("norm", "p_y"), height: int = 400,
+    x: str = "epoch", steps: pd.DataFrame | None = None,
 ) -> go.Figure:
     """Correlation with quality per epoch, one line per feature (paper Fig. 4, left).
 
     ``correlations``: :func:`~adaface_lab.analysis.correlation_by_epoch` output; several of them
     concatenated (different ``quality`` columns) give one dashed line set per extra quality.
-    Trace ``x`` = ``epoch``, ``y`` = ``r_<feature>``.
+    Trace ``x`` = the ``epoch``, or with ``x="step"``/``"images"`` the step that ended it or the images
+    seen by then (:func:`~adaface_lab.analysis.time_axis`; needs the run's ``steps``, and the axis title
+    says how long an epoch was); ``y`` = ``r_<feature>``.
     """
     _need(correlations, ["epoch", *[f"r_{f}" for f in features]], "correlations")
     qualities = list(pd.unique(correlations["quality"])) if "quality" in correlations.columns else [None]
@@ -101,21 +120,23 @@ def correlation_figure(
     for qi, q in enumerate(qualities):  # a few quality columns at most
         sub = correlations if q is None else correlations[correlations["quality"] == q]
         sub = sub.sort_values("epoch")
+        n = sub["n"].to_numpy() if "n" in sub.columns else np.full(len(sub), -1)
         for f in features:
             name = f"r({_label(f)}, q)" if len(qualities) == 1 else f"r({_label(f)}, {_label(str(q))})"
             fig.add_trace(go.Scatter(
-                x=sub["epoch"].to_numpy(), y=sub[f"r_{f}"].to_numpy(np.float64), mode="lines+markers", name=name,
+                x=time_axis(sub, steps, x), y=sub[f"r_{f}"].to_numpy(np.float64), mode="lines+markers", name=name,
                 line=dict(color=_FEATURE_COLORS.get(f), dash="solid" if qi == 0 else "dash"),
-                customdata=sub["n"].to_numpy() if "n" in sub.columns else None,
-                hovertemplate="epoch %{x}<br>r = %{y:.3f}" + ("<br>n = %{customdata}" if "n" in sub.columns else "")
+                customdata=np.stack([sub["epoch"].to_numpy(), n], axis=1),
+                hovertemplate="epoch %{customdata[0]}" + ("" if x == "epoch" else f", {TIME_AXES[x]} %{{x:,}}")
+                + "<br>r = %{y:.3f}" + ("<br>n = %{customdata[1]}" if "n" in sub.columns else "")
                 + "<extra>" + name + "</extra>",
             ))
     fig.add_hline(y=0.0, line=dict(color="grey", width=1))
     qtext = _label(str(qualities[0])) if len(qualities) == 1 and qualities[0] is not None else "quality"
     return _layout(
         fig, f"{method} correlation with {qtext} per epoch", "correlation", height,
-        xaxis=dict(title=dict(text="epoch")), yaxis=dict(title=dict(text=f"{method} r"), range=[-1.05, 1.05]),
-        legend=dict(orientation="h", y=-0.2),
+        xaxis=dict(title=dict(text=time_title(x, steps))),
+        yaxis=dict(title=dict(text=f"{method} r"), range=[-1.05, 1.05]), legend=dict(orientation="h", y=-0.2),
     )
 
 
@@ -174,6 +195,8 @@ def trajectory_figure(
     n_colors: int = 8,
     colorscale: str = "Viridis",
     height: int = 480,
+    x: str | None = None,
+    steps: pd.DataFrame | None = None,
 ) -> go.Figure:
     """Trajectories of (‖z‖, P_y) over epochs, coloured by each sample's last-epoch norm (paper Fig. 5).
 
@@ -181,49 +204,60 @@ def trajectory_figure(
     traces (samples binned by last-epoch norm, NaN-separated); the last trace holds every point
     as a marker (``x`` = ``paths.norm``, ``y`` = ``paths.p_y`` in ``paths`` order, colour = the
     sample's last norm, with the colour bar); the final epoch's point is drawn larger.
+
+    ``x`` = ``"epoch"``, ``"step"`` or ``"images"`` draws the same samples against time instead: ‖z‖ (top)
+    and P_y (bottom) per sample, each point at the step its record was taken (or the images seen by then;
+    :func:`~adaface_lab.analysis.time_axis`, which needs the run's ``steps``), the axis title saying how long
+    an epoch was. There the last trace holds the ‖z‖ markers.
     """
     paths, summary = traj
     _need(paths, ["sample_id", "epoch", "norm", "p_y"], "paths")
     _need(summary, ["sample_id", "last_norm"], "summary")
+    title = "Trajectories of (‖z‖, P<sub>y</sub>)" if x is None else "‖z‖ and P<sub>y</sub> over training"
     if len(paths) == 0:
-        return _empty("no trajectories", "Trajectories of (‖z‖, P_y)", height)
+        return _empty("no trajectories", title, height)
     paths = paths.sort_values(["sample_id", "epoch"], kind="stable").reset_index(drop=True)
-    last_norm = summary.set_index("sample_id")["last_norm"]
     sid = paths["sample_id"].to_numpy()
-    color_val = last_norm.reindex(sid).to_numpy(np.float64)  # (rows,)
+    color_val = summary.set_index("sample_id")["last_norm"].reindex(sid).to_numpy(np.float64)  # (rows,)
     lo, hi = float(np.nanmin(color_val)), float(np.nanmax(color_val))
-    span = hi - lo if hi > lo else 1.0
     n_colors = max(1, int(n_colors))
-    level = np.clip(((color_val - lo) / span * n_colors).astype(np.int64), 0, n_colors - 1)  # (rows,)
+    level = np.clip(((color_val - lo) / (hi - lo if hi > lo else 1.0) * n_colors).astype(np.int64), 0, n_colors - 1)
     colors = pcolors.sample_colorscale(colorscale, list((np.arange(n_colors) + 0.5) / n_colors))
-
-    fig = go.Figure()
-    x_all, y_all = paths["norm"].to_numpy(np.float64), paths["p_y"].to_numpy(np.float64)
-    for c in range(n_colors):  # one trace per colour band, not per sample
-        m = level == c
-        if not m.any():
-            continue
-        s = sid[m]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        fig.add_trace(go.Scatter(
-            x=_nan_separated(x_all[m], starts), y=_nan_separated(y_all[m], starts), mode="lines",
-            line=dict(color=colors[c], width=1.2), opacity=0.7, hoverinfo="skip", showlegend=False,
-        ))
+    panels = [("norm", "p_y")] if x is None else [("time", "norm"), ("time", "p_y")]
+    fig = go.Figure() if x is None else make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    columns = {"norm": paths["norm"].to_numpy(np.float64), "p_y": paths["p_y"].to_numpy(np.float64),
+               "time": None if x is None else np.asarray(time_axis(paths, steps, x), dtype=np.float64)}
+    for row, (cx, cy) in enumerate(panels, start=1):
+        for c in range(n_colors):  # one trace per colour band and panel, not per sample
+            m = level == c
+            if not m.any():
+                continue
+            s = sid[m]
+            starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+            fig.add_trace(go.Scatter(
+                x=_nan_separated(columns[cx][m], starts), y=_nan_separated(columns[cy][m], starts), mode="lines",
+                line=dict(color=colors[c], width=1.2), opacity=0.7, hoverinfo="skip", showlegend=False,
+            ), **({} if x is None else dict(row=row, col=1)))
     is_last = np.r_[sid[1:] != sid[:-1], True]
+    mx, my = (columns["norm"], columns["p_y"]) if x is None else (columns["time"], columns["norm"])
     fig.add_trace(go.Scatter(
-        x=x_all, y=y_all, mode="markers", name="epochs", showlegend=False,
-        customdata=np.stack([sid, paths["epoch"].to_numpy()], axis=1),
+        x=mx, y=my, mode="markers", name="epochs", showlegend=False,
+        customdata=np.stack([sid, paths["epoch"].to_numpy(), columns["norm"], columns["p_y"]], axis=1),
         marker=dict(
             size=np.where(is_last, 9, 4), color=color_val, colorscale=colorscale, cmin=lo, cmax=hi,
             colorbar=dict(title=dict(text="last ‖z‖"), thickness=14), line=dict(width=0),
         ),
-        hovertemplate="sample %{customdata[0]}, epoch %{customdata[1]}<br>‖z‖ = %{x:.2f}<br>P<sub>y</sub> = %{y:.3f}<extra></extra>",
-    ))
-    return _layout(
-        fig, f"Trajectories of (‖z‖, P<sub>y</sub>) for {summary['sample_id'].nunique()} samples (large dot: last epoch)",
-        "trajectories", height,
-        xaxis=dict(title=dict(text="feature norm ‖z‖")), yaxis=dict(title=dict(text="P<sub>y</sub>")),
-    )
+        hovertemplate="sample %{customdata[0]}, epoch %{customdata[1]}<br>‖z‖ = %{customdata[2]:.2f}"
+        "<br>P<sub>y</sub> = %{customdata[3]:.3f}<extra></extra>",
+    ), **({} if x is None else dict(row=1, col=1)))
+    n = summary["sample_id"].nunique()
+    if x is None:
+        return _layout(fig, f"{title} for {n} samples (large dot: last epoch)", "trajectories", height,
+                       xaxis=dict(title=dict(text="feature norm ‖z‖")), yaxis=dict(title=dict(text="P<sub>y</sub>")))
+    fig.update_yaxes(title_text="‖z‖", row=1, col=1)
+    fig.update_yaxes(title_text="P<sub>y</sub>", row=2, col=1)
+    fig.update_xaxes(title_text=time_title(x, steps), row=2, col=1)
+    return _layout(fig, f"{title} for {n} samples (large dot: last epoch)", "trajectories-time", height)
 
 
 # --------------------------------------------------------------------------- over time

@@ -12,7 +12,8 @@ the CLI, the analyses' callers, the notebooks and the app read it through it.
 - :mod:`.layout` — the file names, the record columns, the checkpoint (:class:`TrainingState`), the
   progress file (:class:`Progress`), :class:`RunFolder` (reading and writing each file);
 - :mod:`.run` — :class:`Run` and :func:`load_backbone` (a backbone from any checkpoint, in one place);
-- :mod:`.datasets` — the training set and held-out identities a config implies;
+- :mod:`.datasets` — the training set and held-out identities a config implies, and a folder's recipe
+  (crop, image size and backbone chosen from its images: :func:`folder_recipe`, :func:`resolve_config`);
 - :mod:`.cache` — :func:`get_or_train`, :func:`run_key`, where a cached run lives and how far its training
   is (:func:`cached_run_path`, :func:`cached_progress`), and the notebooks' configs.
 """
@@ -29,7 +30,7 @@ from .cache import (
     notebook_config,
     run_key,
 )
-from .datasets import HeldOut, source_dataset, training_data
+from .datasets import FolderRecipe, HeldOut, folder_recipe, resolve_config, source_dataset, training_data
 from .layout import (
     AUGMENT_COLUMNS,
     CHECKPOINT,
@@ -54,7 +55,7 @@ __all__ = [
     "RECORD_COLUMNS", "AUGMENT_COLUMNS", "HEAD_EXTRA_COLUMNS", "CHECKPOINT_FORMAT",
     "RunFolder", "RunExistsError", "Progress", "TrainingState",
     "Run", "load_run", "HeldOutPairs", "TrainedBackbone", "load_backbone",
-    "HeldOut", "source_dataset", "training_data",
+    "HeldOut", "FolderRecipe", "folder_recipe", "resolve_config", "source_dataset", "training_data",
     "MODES", "SMALL_SYNTHETIC", "FULL_SYNTHETIC", "FULL_FOLDER", "notebook_config", "default_cache_dir",
     "run_key", "get_or_train", "cached_run_path", "cached_progress",
 ]  # fmt: skip

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import TrainConfig
+from .datasets import resolve_config
 from .layout import Progress, RunFolder
 from .run import Run
 
@@ -54,13 +55,10 @@ SMALL_SYNTHETIC: dict[str, Any] = dict(
 #: The full run on SyntheticFaces: the library's demo defaults (a few minutes on a CPU).
 FULL_SYNTHETIC: dict[str, Any] = dict(probe="all")
 
-#: The full run on an identity folder such as ``../shared/data/lfw_min20``: LFW's 250 px images
-#: centre-cropped to the face (112 px), ``ir_tiny`` at its native 64 px (real faces keep more detail
-#: there than at the 32 px of the synthetic demo; BRISQUE is scored at this size too).
-FULL_FOLDER: dict[str, Any] = dict(
-    center_crop=112, backbone_params={}, holdout_identities=10, eval_pairs=400, epochs=20, batch_size=64,
-    probe="all",
-)
+#: The full run on an identity folder such as ``../shared/data/lfw_min20``: the crop, image size and backbone
+#: the folder's images and the device imply (:func:`~adaface_lab.runs.folder_recipe`: LFW's 250 px images
+#: centre-cropped to the face at 112 px; ``ir_tiny`` at its native 64 px on a CPU, ``ir_18`` at 112 px on CUDA).
+FULL_FOLDER: dict[str, Any] = dict(holdout_identities=10, eval_pairs=400, epochs=20, batch_size=64, probe="all")
 
 # Modules whose source decides what a run records: their text is part of the cache key.
 _TRAINING_SOURCES: tuple[str, ...] = (
@@ -148,12 +146,14 @@ def get_or_train(config: TrainConfig, cache_dir: str | os.PathLike[str] | None =
                  retrain: bool = False) -> Run:  # fmt: skip
     """The finished run of ``config``: read from the cache, or trained now (then cached).
 
-    ``config.out`` is ignored (the cache decides the folder). ``retrain=True`` trains again and
+    ``config.out`` is ignored (the cache decides the folder); a folder's recipe is resolved first, so the key
+    names the crop and backbone actually used. ``retrain=True`` trains again and
     replaces the cached run. Returns the :class:`~adaface_lab.runs.Run`; its ``path`` is the
     cached folder.
     """
-    from ..train import train  # here, not at the top: the training loop writes its folder through this package
+    from ..train import pick_device, train  # not at the top: the loop writes its folder through this package
 
+    config, _ = resolve_config(config, pick_device(config.device))  # a folder's choices depend on the device
     final = cached_run_path(config, cache_dir)
     root = final.parent
     if RunFolder(final).epochs.is_file() and not retrain:
@@ -176,7 +176,11 @@ def get_or_train(config: TrainConfig, cache_dir: str | os.PathLike[str] | None =
 
 
 def cached_run_path(config: TrainConfig, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder :func:`get_or_train` keeps ``config``'s finished run in (whether or not it exists yet)."""
+    """The folder :func:`get_or_train` keeps ``config``'s finished run in (whether or not it exists yet); a
+    folder's recipe is resolved first, as :func:`get_or_train` does."""
+    from ..train import pick_device
+
+    config, _ = resolve_config(config, pick_device(config.device))
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return root / f"{config.head}-{run_key(config)}"
 

@@ -8,14 +8,15 @@ A run folder (``adaface-lab train --out DIR``) holds:
   seen (:data:`RECORD_COLUMNS`, the augmentation record :data:`AUGMENT_COLUMNS`, and a head's extras
   :data:`HEAD_EXTRA_COLUMNS`). ``p_y`` is the softmax probability of the target class under the margined
   logits, exp(−CE), and ``p_y_plain`` the same with the margin taken off (s·cos θ_y as the target logit);
-  ``brisque`` is scored on the exact augmented image the network saw, on the training device;
+  ``brisque`` is scored on the exact augmented image, at the run's ``image_size`` (112 px unless the
+  data's faces are smaller; ``config.json``'s ``run.brisque_size``), before it is resized to the network's input;
   ``quality = 1 − brisque/100``; ``severity`` is SyntheticFaces' ground truth (NaN for real data).
 - ``steps.parquet/`` — one row per optimiser step: loss, accuracy (nearest class, margin taken off), lr,
   the AdaFace EMA μ_z/σ_z, images/s.
 - ``epochs.csv`` — one line per epoch (loss, accuracy, images/s, time, the correlations of
   :func:`adaface_lab.analysis.quality_correlations`, held-out verification).
 - ``config.json`` — the :class:`~adaface_lab.config.TrainConfig` fields, and under ``"run"`` what the
-  run found (classes, probe count, device, world size, ...).
+  run found (classes, probe count, the image, BRISQUE and input sizes, a folder's recipe, device, ...).
 - ``checkpoint.pt`` — the latest :class:`TrainingState`, written atomically each epoch and on
   Ctrl-C/SIGTERM, loadable with ``torch.load(weights_only=True)``.
 - ``progress.json`` — where the run is (:class:`Progress`), rewritten atomically while it trains.

@@ -118,7 +118,18 @@ class Run:
         if not self.config:
             raise ValueError(f"{self.path / CONFIG} holds no settings: cannot rebuild the run's data or model")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
-        return TrainConfig.from_overrides({k: v for k, v in self.config.items() if k in known})
+        values = {k: v for k, v in self.config.items() if k in known}
+        if "image_size" not in self.config.get("run", {}):  # a run from before images were made at 112 px:
+            found = self.config.get("run", {}).get("input_size")  # at the network's input size, uncropped by default
+            values = {"center_crop": 0, "backbone": "ir_tiny", **{k: v for k, v in values.items() if v is not None}}
+            values.setdefault("image_size", int(found) if found else None)
+        return TrainConfig.from_overrides(values)
+
+    @property
+    def image_size(self) -> int:
+        """The side, in pixels, of the images as made and augmented, and scored with BRISQUE."""
+        found = self.config.get("run", {}).get("image_size")
+        return int(found) if found else int(self.input_size)
 
     @property
     def input_size(self) -> int:
@@ -139,26 +150,29 @@ class Run:
         return load_backbone(self.folder.checkpoint, device=device).model
 
     # -- its data -------------------------------------------------------------------------------
-    def images(self, sample_ids: list[int] | np.ndarray, size: int = 112) -> torch.Tensor:
-        """The un-augmented images of ``sample_ids``: uint8 (K, 3, size, size) RGB.
+    def images(self, sample_ids: list[int] | np.ndarray, size: int | None = None) -> torch.Tensor:
+        """The un-augmented images of ``sample_ids``: uint8 (K, 3, size, size) RGB, by default at the run's
+        :attr:`image_size`.
 
         The records' BRISQUE was taken on the augmented image of that epoch, which may differ
         (crop, low resolution, photometric jitter; see the ``*_applied`` record columns).
         """
+        size = self.image_size if size is None else int(size)
         if not len(sample_ids):
             return torch.empty(0, 3, size, size, dtype=torch.uint8)
         dataset = source_dataset(self.train_config, size)
         return torch.stack([dataset[int(i)][0] for i in sample_ids])
 
     def heldout_pairs(self, n_pairs: int = 1000, seed: int = 0) -> HeldOutPairs:
-        """Pairs drawn from the identities the run never trained on, at the backbone's input size.
+        """Pairs drawn from the identities the run never trained on, at the run's :attr:`image_size` (a folder's
+        quality is BRISQUE there; :func:`~adaface_lab.evaluate.evaluate_pairs` resizes to the network's input).
 
         Raises ValueError when the run held no identities out, or its data folder changed since.
         """
         from ..quality import brisque, quality_from_brisque
 
         cfg = self.train_config
-        _, held = training_data(cfg, self.input_size)
+        _, held = training_data(cfg, self.image_size)
         if held is None or len(held.labels) < 2:
             raise ValueError(f"{self.path} held out {cfg.holdout_identities} identities: no verification pairs")
         recorded = self.config.get("run", {}).get("holdout_labels")

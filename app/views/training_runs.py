@@ -13,6 +13,7 @@ from _charts import CHART_CONFIG
 from _demo_training import DemoStatus, DemoTraining
 from _state import Param, bind, set_value, sync_url
 from adaface_lab.analysis import (
+    TIME_AXES,
     available_qualities,
     correlation_by_epoch,
     ema_over_steps,
@@ -147,8 +148,10 @@ def _open_run(runs: list[Path]) -> Run:
         st.stop()
 
 
-def _norm_versus_quality(records: pd.DataFrame, epochs_seen: list[int]) -> None:
-    """Paper Fig. 4: r(‖z‖, q) and r(P_y, q) per epoch, the sign check, and a scatter at one epoch."""
+def _norm_versus_quality(run: Run, x: str) -> None:
+    """Paper Fig. 4: r(‖z‖, q) and r(P_y, q) per epoch (on the time axis ``x``), the sign check, and a scatter
+    at one epoch."""
+    records, epochs_seen = run.records, run.recorded_epochs
     st.subheader("Feature norm versus image quality")
     qualities = available_qualities(records)
     if not qualities:
@@ -164,7 +167,7 @@ def _norm_versus_quality(records: pd.DataFrame, epochs_seen: list[int]) -> None:
     check = sign_check(corr)
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        _chart(correlation_figure(corr), "corr_chart")
+        _chart(correlation_figure(corr, x=x, steps=run.steps), "corr_chart")
     with right:
         st.markdown("**Does the norm track quality, as in the paper?**")
         {"matches": st.success, "reversed": st.warning}.get(check.verdict, st.info)(str(check))
@@ -182,6 +185,28 @@ def _norm_versus_quality(records: pd.DataFrame, epochs_seen: list[int]) -> None:
         st.warning(f"No scatter at epoch {epoch}: {e}")
 
 
+def _time_axis(run: Run) -> str:
+    """The x-axis of the figures over training, chosen in the sidebar (epochs when the run has no steps)."""
+    if run.steps.empty or not {"epoch", "step", "batch"} <= set(run.steps.columns):
+        return "epoch"
+    return side.radio("time axis", list(TIME_AXES), format_func=TIME_AXES.get, key=f"{PAGE}:x",
+                      help="On a small data set an epoch is a few optimiser steps; the paper's 'early in "
+                           "training' counts tens of thousands. Steps and images seen make runs comparable.")
+
+
+def _trajectories(run: Run, x: str) -> None:
+    """Paper Fig. 5: sampled trajectories, in the (‖z‖, P_y) plane or over time."""
+    st.subheader("Trajectories of (‖z‖, P_y)")
+    t1, t2, t3 = st.columns([2, 1, 2])
+    n_traj = t1.slider("samples", 8, 256, 64, step=8, key=f"{PAGE}:traj_n")
+    seed = t2.number_input("draw seed", 0, 10_000, 0, key=f"{PAGE}:traj_seed")
+    view = t3.radio("view", ["plane", "time"], horizontal=True, key=f"{PAGE}:traj_view",
+                    format_func={"plane": "‖z‖ against P_y (Fig. 5)", "time": "both over time"}.get)
+    traj = trajectories(run.records, n=int(n_traj), seed=int(seed))
+    _chart(trajectory_figure(traj, x=None if view == "plane" else x, steps=run.steps,
+                             height=480 if view == "plane" else 560), "traj_chart")  # fmt: skip
+
+
 _follow_demo()
 runs = _run_folders.find_runs(folder) if folder is not None else []
 if not runs:
@@ -193,19 +218,16 @@ st.markdown(
     f"**{run.name}** (`{_run_folders.shown(run.path)}`): {cfg.get('head', '?')} head on "
     f"{cfg.get('backbone', '?')}, data {cfg.get('data', '?')}; {len(epochs_seen)} epoch(s) recorded"
     + (f" of {planned}" if planned else "")
-    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records.")
+    + f", {records['sample_id'].nunique()} probe samples, {len(records)} records."
+    + (f" BRISQUE on the augmented {found['brisque_size']} px image; the network's input {found['input_size']} px."
+       if (found := cfg.get("run", {})).get("brisque_size") else ""))
 
 # ------------------------------------------------------------------ loss and accuracy
 ema = ema_over_steps(run.steps)
 _chart(training_curves_figure(run.epochs, ema), "curves_chart")
-_norm_versus_quality(records, epochs_seen)
-
-# ------------------------------------------------------------------ trajectories
-st.subheader("Trajectories of (‖z‖, P_y)")
-t1, t2 = st.columns([3, 1])
-n_traj = t1.slider("samples", 8, 256, 64, step=8, key=f"{PAGE}:traj_n")
-seed = t2.number_input("draw seed", 0, 10_000, 0, key=f"{PAGE}:traj_seed")
-_chart(trajectory_figure(trajectories(records, n=int(n_traj), seed=int(seed))), "traj_chart")
+time_axis = _time_axis(run)
+_norm_versus_quality(run, time_axis)
+_trajectories(run, time_axis)
 
 # ------------------------------------------------------------------ the head's statistics over time
 st.subheader("AdaFace's batch statistics and ẑ over training")
