@@ -106,3 +106,15 @@ def softmax_p_y(logits, labels):
 def z_hat_from_p_y(p_y, mean, std, h: float, eps: float = EPS):
     """AdaFace's ẑ with P_y as the proxy: clip(h·(P_y − μ_P)/(σ_P + ε), −1, 1), P_y not clipped."""
     return np.clip(h * (np.asarray(p_y) - mean) / (std + eps), -1.0, 1.0)
+
+
+def filled_area(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Area and centroid (x, y) of the polygons a NaN-separated outline encloses (shoelace formula;
+    polygons are assumed disjoint, without holes)."""
+    total, moment = 0.0, np.zeros(2)
+    for px, py in zip(np.split(x, np.flatnonzero(np.isnan(x))), np.split(y, np.flatnonzero(np.isnan(y)))):
+        px, py = px[~np.isnan(px)], py[~np.isnan(py)]
+        cross = px * np.roll(py, -1) - np.roll(px, -1) * py
+        total += cross.sum() / 2
+        moment += [((px + np.roll(px, -1)) * cross).sum() / 6, ((py + np.roll(py, -1)) * cross).sum() / 6]
+    return abs(total), moment / total

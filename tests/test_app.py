@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, z_hat
+from adaface_lab.gst import feature_plane
+
+from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, filled_area, z_hat
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app" / "streamlit_app.py"
@@ -472,13 +474,21 @@ def test_explorer_marks_adafaces_band_of_misclassified_samples_with_no_gradient(
     assert len(bars) == 1
     np.testing.assert_allclose(_decode(bars[0]["x"]), [lo, hi], atol=0.01)
     plane = _chart(at, "plane_chart")
-    overlay = [t for t in plane["data"] if t["type"] == "contour"]
-    assert len(overlay) == 1 and _decode(overlay[0]["z"]).sum() > 100  # the magenta wedge
+    overlay = [t for t in plane["data"] if t.get("fill") == "toself"]
+    assert len(overlay) == 1  # the magenta wedge: its outline encloses the marked points' area
+    area, centre = filled_area(_decode(overlay[0]["x"]), _decode(overlay[0]["y"]))
+    heat = next(t for t in plane["data"] if t["type"] == "heatmap")
+    grid = _decode(heat["x"])
+    marked = feature_plane("adaface", phi=math.pi / 2, z_hat=1.0, resolution=len(grid)).zero_g  # the page's defaults
+    cell = float(grid[1] - grid[0]) ** 2
+    assert 100 * cell < area and abs(area - marked.sum() * cell) < 0.15 * marked.sum() * cell
+    rows, cols = np.nonzero(marked)  # [y, x]: the outline sits where the marked points are, not mirrored
+    np.testing.assert_allclose(centre, [grid[cols].mean(), grid[rows].mean()], atol=2 * (grid[1] - grid[0]))
     assert f"official convention): {lo:.1f}°–{hi:.1f}°." in _captions(at)
     # ẑ = 0.5 (below about 0.75) and the detached convention: no band
     _slider(at, "explorer", "zhat").set_value(0.5).run()
     assert "AdaFace now (ẑ = +0.50, official convention): none" in _captions(at)
-    assert not [t for t in _chart(at, "plane_chart")["data"] if t["type"] == "contour"]
+    assert not [t for t in _chart(at, "plane_chart")["data"] if t.get("fill") == "toself"]
     _slider(at, "explorer", "zhat").set_value(1.0).run()
     _page(at).sidebar.radio(key="explorer:conv").set_value("detached").run()
     assert "detached convention): none" in _captions(at)

@@ -97,8 +97,13 @@ def test_feature_plane_marks_the_band_and_the_figures_draw_it():
     assert not gst.feature_plane(ada, z_hat=0.5, resolution=101).zero_g.any()
 
     fig = feature_plane_figure(plane)
-    overlay = [t for t in fig.data if t.type == "contour"]
-    assert len(overlay) == 1 and np.array_equal(np.asarray(overlay[0].z), plane.zero_g.astype(np.uint8))
+    overlay = [t for t in fig.data if getattr(t, "fill", None) == "toself"]
+    assert len(overlay) == 1  # the wedge's outline: the marked points' area and place
+    area, centre = formulas.filled_area(np.asarray(overlay[0].x, float), np.asarray(overlay[0].y, float))
+    step = plane.x[1] - plane.x[0]
+    assert abs(area - plane.zero_g.sum() * step**2) < 0.1 * plane.zero_g.sum() * step**2
+    rows, cols = np.nonzero(plane.zero_g)
+    np.testing.assert_allclose(centre, [plane.x[cols].mean(), plane.y[rows].mean()], atol=2 * step)
     curves = gst_curves_figure([("adaface", {"z_hat": 1.0})], phi=math.pi / 2)
     bars = [t for t in curves.data if "|g| = 0" in t.name]
     assert len(bars) == 1

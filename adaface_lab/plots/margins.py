@@ -202,14 +202,27 @@ _ZERO_G_COLOR = "rgba(255,0,200,0.5)"
 _ZERO_G_NAME = "|g| = 0 although P<sub>y</sub> < ½ (angle clip)"
 
 
+def _mask_outline(plane: FeaturePlane) -> tuple[np.ndarray, np.ndarray]:
+    """The outline of ``plane.zero_g`` in plane coordinates: closed polylines around each marked region
+    (marching squares at ½ on the mask, padded so every region closes), separated by NaN."""
+    from skimage.measure import find_contours
+
+    rows = find_contours(np.pad(plane.zero_g.astype(np.float32), 1), 0.5)  # (K, 2) as (row, col), padded
+    x, y = np.asarray(plane.x, dtype=float), np.asarray(plane.y, dtype=float)
+    index = np.arange(len(x), dtype=float)
+    lines = [np.column_stack([np.interp(r[:, 1] - 1, index, x), np.interp(r[:, 0] - 1, index, y)])
+             for r in rows]
+    return _polylines(lines)
+
+
 def _zero_g_trace(plane: FeaturePlane, showlegend: bool, xa: str, ya: str) -> dict[str, Any]:
-    """The misclassified points whose g an angle clip sets to 0, filled in magenta (a contour of
-    the 0/1 mask, so that the |g| heatmaps stay the figure's only heatmaps)."""
+    """The misclassified points whose g an angle clip sets to 0, filled in magenta: their outline as a
+    filled line trace, computed here once (a contour trace of the mask would be traced again by the browser
+    on every redraw of every panel); the |g| heatmaps stay the figure's only heatmaps."""
+    ox, oy = _mask_outline(plane)
     return dict(
-        type="contour", x=plane.x, y=plane.y, z=plane.zero_g.astype(np.uint8), xaxis=xa, yaxis=ya,
-        contours=dict(start=0.5, end=0.5, size=1, coloring="fill"), showscale=False,
-        colorscale=[[0, "rgba(0,0,0,0)"], [1, _ZERO_G_COLOR]], zmin=0, zmax=1,
-        line=dict(color="#ff00c8", width=1.5), hoverinfo="skip", name=_ZERO_G_NAME,
+        type="scatter", mode="lines", x=ox, y=oy, xaxis=xa, yaxis=ya, fill="toself",
+        fillcolor=_ZERO_G_COLOR, line=dict(color="#ff00c8", width=1.5), hoverinfo="skip", name=_ZERO_G_NAME,
         legendgroup="zero_g", showlegend=showlegend,
     )
 
