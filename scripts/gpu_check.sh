@@ -2,8 +2,10 @@
 # The lab's checks that need a CUDA GPU (CI never runs this; see README, "Benchmarks"). On a GPU machine:
 #   bash scripts/gpu_check.sh            # writes under $OUT (default /tmp/adaface-gpu-check)
 # 1. the GPU, torch and CUDA versions;
-# 2. bench/bench_train.py --device cuda: training-step speed, fp32 and bf16 autocast with channels-last;
-# 3. one sweep point on CUDA: `adaface-lab sweep` (submitit's local executor, one job holding the GPU)
+# 2. the tests that take a CUDA path where there is one (BRISQUE on the GPU, device choice, training);
+# 3. bench/bench_train.py --device cuda: training-step speed, fp32 and bf16 autocast with channels-last;
+#    bench_quality.py and bench_quality_eval.py: BRISQUE and SER-FIQ images/s on the GPU beside the CPU;
+# 4. one sweep point on CUDA: `adaface-lab sweep` (submitit's local executor, one job holding the GPU)
 #    training and measuring the lab's demo run (SyntheticFaces 800 x 6, ir_tiny at 32 px, AdaFace, 10
 #    epochs) with --device cuda; its wall time, runs.csv and the run's config (device, amp) are printed.
 set -euo pipefail
@@ -21,8 +23,15 @@ print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {t
       f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
 PY
 
+echo "== tests with a CUDA path"
+"$py" -m pytest -q -p no:cacheprovider tests/test_quality.py tests/test_train.py tests/test_folder_recipe.py \
+  | tail -n 3 | tee "$out/tests_cuda.txt"
+
 echo "== training step on CUDA (bench/bench_train.py --device cuda)"
 "$py" bench/bench_train.py --device cuda | tee "$out/bench_train_cuda.txt"
+echo "== BRISQUE and SER-FIQ on the GPU beside the CPU"
+"$py" bench/bench_quality.py | tee "$out/bench_quality.txt"
+"$py" bench/bench_quality_eval.py | tee "$out/bench_quality_eval.txt"
 
 echo "== one sweep point on CUDA"
 rm -rf "$out/sweep"

@@ -2,8 +2,9 @@
 
 ::
 
-    adaface-lab sweep --grid head=arcface,adaface --grid head-param.h=0,0.333 --seeds 3 --epochs 4 \\
+    adaface-lab sweep --grid head=arcface,cosface,adaface --seeds 3 --epochs 4 \\
         --out sweeps/heads --baseline head=arcface --jobs 2
+    adaface-lab sweep --grid head-param.h=0,0.333 --grid head-param.m=0.4,0.5 --seeds 3 --out sweeps/hm
     adaface-lab sweep --out sweeps/heads --status          # the state of each run (also while it runs)
     adaface-lab sweep ... --executor slurm --partition gpu --time 120 --gpus-per-job 1
 
@@ -41,8 +42,8 @@ def add_sweep_subparser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     sweep = p.add_argument_group("the sweep")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                       help="a train option and its values, repeatable: head=arcface,adaface, head-param.h=0,0.333, "
-                            "epochs=2,4 (values split at ';' when the text has one, for lr-milestones)")  # fmt: skip
+                       help="a train option and its values, repeatable; every combination is run. E.g. head=arcface,adaface "
+                            "or head-param.h=0,0.333 or epochs=2,4 (values split at ';' when the text has one, for lr-milestones)")  # fmt: skip
     sweep.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per grid point (default 1)")
     sweep.add_argument("--out", required=True, help="the sweep folder (its tables; its runs unless --store)")
     sweep.add_argument("--store", default=None, metavar="DIR",

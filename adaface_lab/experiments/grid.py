@@ -2,10 +2,10 @@
 
 ::
 
-    axes = parse_grid(["head=arcface,adaface", "head-param.h=0,0.333"])
-    points = grid_points(axes)      # every combination: [{"head": "arcface", "head-param.h": 0}, ...]
+    axes = parse_grid(["head-param.h=0,0.333", "head-param.m=0.4,0.5"])
+    points = grid_points(axes)      # every combination: [{"head-param.h": 0, "head-param.m": 0.4}, ...]
     point_overrides(points[0], axes, shared={"epochs": 3})
-    # {"epochs": 3, "head": "arcface", "head_params": {"h": 0}}
+    # {"epochs": 3, "head_params": {"h": 0, "m": 0.4}}
 
 A grid key is a train option's name without its dashes (``head``, ``epochs``, ``crop-prob``), or, for the
 KEY=VALUE options, ``head-param.KEY`` and ``backbone-param.KEY``; options joined by ``+`` take the same
