@@ -238,6 +238,11 @@ def test_the_ablation_questions_share_adafaces_default_run(tmp_path) -> None:
     config = folder.spec(folder.ablations[0]).configs()[0][2]
     assert (config.data, config.center_crop, config.epochs) == (str(tmp_path.resolve()), 112, 8)
     assert folder.metric(folder.ablations[-1]) == "r_norm_qseverity" and folder.quality_metric == "r_norm_qbrisque"
+    # a folder's epochs and overrides are its own runs': its scale study is the SyntheticFaces plan's, same folder
+    shorter = ablation_plan("full", data=str(tmp_path), epochs=4, overrides={"lr": 0.05}, store=tmp_path)
+    scale = full.ablations[-1]
+    assert shorter.spec(scale).to_json() == full.spec(scale).to_json() and shorter.out(scale) == full.out(scale)
+    assert shorter.spec(shorter.ablations[0]).configs()[0][2].epochs == 4
 
 
 def test_the_edc_metric_reads_the_pair_table() -> None:

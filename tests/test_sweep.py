@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,33 @@ def test_a_second_invocation_trains_nothing(sweep: Path, capsys: pytest.CaptureF
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:4] == ["head", "crop-prob", "seed", "label"] and len(lines) == 1 + 8
     assert all("measured before (cached)" in line for line in lines[1:])
+
+
+def test_a_sweep_judges_its_own_runs_when_another_invocation_starts_meanwhile(
+        sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A second invocation of the same folder started while this one runs (its newer queue, nothing done yet)
+    does not turn this one's finished runs into failures: each invocation reads its own queue."""
+    import adaface_lab.experiments.sweep as sweep_module
+
+    real = sweep_module.run_queue
+    other = sweep / ".queue" / "99991231-235959-1"  # newer than any real stamp
+
+    def run_then_another_starts(queue, *args, **kwargs):
+        errors = real(queue, *args, **kwargs)
+        tasks = json.loads((queue.folder / "tasks.json").read_text())
+        for task in tasks["tasks"]:
+            task["todo"] = True
+        other.mkdir()
+        (other / "tasks.json").write_text(json.dumps(tasks))
+        return errors
+
+    monkeypatch.setattr(sweep_module, "run_queue", run_then_another_starts)
+    try:
+        assert main(["sweep", *GRID, "--seeds", "2", "--jobs", "2", "--out", str(sweep), "--baseline",
+                     "head=cosface", *TINY]) == 0  # fmt: skip
+        assert set(sweep_status(sweep)["state"]) == {"queued"}  # --status shows the newest invocation
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:

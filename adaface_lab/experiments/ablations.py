@@ -142,7 +142,7 @@ def ablation_plan(mode: Literal["small", "full"] = "small", data: str = "synthet
                   store: str | os.PathLike[str] | None = None) -> AblationPlan:  # fmt: skip
     """The settings of ``mode`` on ``data`` (``"synthetic"``, or in full mode a folder root/<identity>/*.jpg);
     ``epochs``, ``seeds``: None keeps the mode's; ``overrides``: further TrainConfig fields for every run
-    (the scale study's included); ``store``: where runs and sweeps are kept (default: ``ablations/`` in
+    (on a folder, the folder's runs: the scale study keeps SyntheticFaces' settings); ``store``: where runs and sweeps are kept (default: ``ablations/`` in
     the notebooks' run cache, :func:`adaface_lab.runs.default_cache_dir`)."""
     if mode not in _SEEDS:
         raise ValueError(f"mode must be 'small' or 'full', got {mode!r}")
@@ -153,7 +153,9 @@ def ablation_plan(mode: Literal["small", "full"] = "small", data: str = "synthet
         raise FileNotFoundError(f"data folder not found: {data} (expected root/<identity>/*.jpg)")
     base = SMALL if mode == "small" else FULL_SYNTHETIC
     common = {"device": device, **({"epochs": epochs} if epochs is not None else {}), **(overrides or {})}
-    scale = {**base, **common}
+    # on a folder, epochs and overrides are the folder runs': the scale study keeps SyntheticFaces' own settings,
+    # so that it reads the runs a SyntheticFaces plan made (and two plans never give its sweep two specs)
+    scale = {**base, **common} if synthetic else {**base, "device": device}
     shared = scale if synthetic else {**FULL_FOLDER, "data": str(Path(data).resolve()), **common}
     return AblationPlan(mode, data, shared, scale, seeds or _SEEDS[mode], _PAIRS[mode], _SIZES[mode],
                         Path(store) if store is not None else default_cache_dir() / "ablations")  # fmt: skip

@@ -353,20 +353,23 @@ def run_sweeps(sweeps: Sequence[tuple[SweepSpec, str | os.PathLike[str]]], execu
     first = prepared[0][0]
     context = {"store": str(first.store.resolve()), "cache_dir": str(first.cache.resolve())}
     queue = TaskQueue.create(first.path / ".queue" / stamp, list(union.values()), context)
+    views = [queue.folder]
     for folder, _, tasks in prepared[1:]:  # each sweep's view of the shared queue: its status reads it
-        TaskQueue.create(folder.path / ".queue" / stamp, tasks, {**context, "queue": str(queue.folder.resolve())})
+        views.append(TaskQueue.create(folder.path / ".queue" / stamp, tasks,
+                                      {**context, "queue": str(queue.folder.resolve())}).folder)
     monitor = Monitor(lambda: queue_status(queue.folder), len(union), progress)
     try:
         errors = run_queue(queue, execution, _train_and_measure, monitor.poll)
     finally:
         monitor.close()
     results = []
-    for (spec, _), (folder, planned, _) in zip(sweeps, prepared):
+    for (spec, _), (folder, planned, _), view in zip(sweeps, prepared, views):
         runs = _collect(folder, spec, planned)
         summary, comparison = _tables(spec, runs)
         _write_tables(folder, runs, summary, comparison)
+        # this invocation's own queue, not the folder's latest: another invocation may have started since
         failed = [f"{row['label']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else "")
-                  for _, row in sweep_status(folder.path).iterrows() if row["state"] != "done"]  # fmt: skip
+                  for _, row in queue_status(view).iterrows() if row["state"] != "done"]  # fmt: skip
         results.append(SweepResults(folder.path, spec, runs, summary, comparison, errors + failed))
     return results
 
