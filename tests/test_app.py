@@ -8,7 +8,6 @@ charts.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import sys
@@ -21,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from adaface_lab.gst import feature_plane
 
+from .figure_arrays import decode, panel_count, panel_field, panel_titles
 from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, filled_area, z_hat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +40,7 @@ def _run(query: dict[str, str] | None = None) -> AppTest:
     return at
 
 
-def _decode(value: Any) -> Any:
-    """Plotly's JSON arrays: plain lists, or {"dtype", "bdata" (base64), "shape"} typed arrays."""
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        if shape:
-            dims = [int(s) for s in str(shape).split(",")] if isinstance(shape, str) else list(shape)
-            arr = arr.reshape(dims)
-        return arr
-    if isinstance(value, list):
-        return np.asarray(value, dtype=float)
-    return value
+_decode = decode
 
 
 def _charts(at: AppTest) -> dict[str, dict[str, Any]]:
@@ -399,16 +388,11 @@ def _gallery(at: AppTest) -> AppTest:
 
 
 def _disc_value(spec: dict[str, Any], panel: int, angle_deg: float, radius: float = 0.8) -> float:
-    """|g| in panel ``panel``'s heatmap at a point of the disc (polar angle, radius)."""
-    heat = [t for t in spec["data"] if t["type"] == "heatmap"][panel]
-    xs, ys, z = _decode(heat["x"]), _decode(heat["y"]), _decode(heat["z"])
-    a = math.radians(angle_deg)
-    return float(z[np.argmin(abs(ys - radius * math.sin(a))), np.argmin(abs(xs - radius * math.cos(a)))])
+    """|g| in panel ``panel`` of the grid at a point of the disc (polar angle, radius)."""
+    return _value_at(spec, panel, angle_deg, radius)[0]
 
 
-def _panel_titles(spec: dict[str, Any]) -> list[str]:
-    return [a["text"] for a in spec["layout"]["annotations"] if a.get("yanchor") == "bottom"
-            and a.get("xref") == "paper"]
+_panel_titles = panel_titles
 
 
 def _panel(titles: list[str], words: str) -> int:
@@ -422,13 +406,12 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     at = _gallery(_run())
     assert at.title[0].value == "Method gallery"
     grid = _chart(at, "grid_chart")
-    heatmaps = [t for t in grid["data"] if t["type"] == "heatmap"]
     from adaface_lab.margins import list_margins
 
     # every method, AdaFace at a low and a high norm, CurricularFace's negatives once more
-    assert len(heatmaps) == len(list_margins()) + 2
+    assert panel_count(grid) == len(list_margins()) + 2
     titles = _panel_titles(grid)
-    assert len(titles) == len(heatmaps) and sum(t.startswith("AdaFace") for t in titles) == 2
+    assert len(titles) == panel_count(grid) and sum(t.startswith("AdaFace") for t in titles) == 2
     # the default norms 5 and 35 give a symmetric pair, ẑ = ∓0.5 (tests/formulas.py)
     z_lo, z_hi = z_hat(5.0, 20.0, 10.0, 0.333), z_hat(35.0, 20.0, 10.0, 0.333)
     assert z_lo == pytest.approx(-z_hi) == pytest.approx(-0.5, abs=1e-3)
@@ -496,9 +479,13 @@ def test_explorer_marks_adafaces_band_of_misclassified_samples_with_no_gradient(
 
 
 def _value_at(spec: dict[str, Any], panel: int, angle_deg: float, radius: float = 0.8) -> tuple[float, float]:
-    """(value, exact polar angle in degrees) of the heatmap cell of ``panel`` nearest a point."""
-    heat = [t for t in spec["data"] if t["type"] == "heatmap"][panel]
-    xs, ys, z = _decode(heat["x"]), _decode(heat["y"]), _decode(heat["z"])
+    """(value, exact polar angle in degrees) of the heatmap cell of ``panel`` nearest a point: a
+    panel of the gallery's grid, or the ``panel``-th heatmap of a single plane."""
+    if "meta" in spec["layout"]:
+        xs, ys, z = panel_field(spec, panel)
+    else:
+        heat = [t for t in spec["data"] if t["type"] == "heatmap"][panel]
+        xs, ys, z = _decode(heat["x"]), _decode(heat["y"]), _decode(heat["z"])
     a = math.radians(angle_deg)
     i, j = np.argmin(abs(ys - radius * math.sin(a))), np.argmin(abs(xs - radius * math.cos(a)))
     return float(z[i, j]), math.degrees(math.atan2(ys[i], xs[j]))

@@ -20,6 +20,7 @@ from adaface_lab.margins import build_margin, margin_class
 from adaface_lab.plots import feature_plane_figure, feature_plane_grid, gst_curves_figure
 
 from . import formulas
+from .figure_arrays import panel_field
 from .reference_heads import ReferenceHead
 
 def _deg(bands):
@@ -131,9 +132,8 @@ def test_curricularface_panels_coloured_by_g_j_show_what_t_changes():
 
     planes = [gst.feature_plane(cf, t=t, resolution=81) for t in (0.0, 0.8)]
     fig = feature_plane_grid(planes * 2, cols=2, fields=["g", "g", "g_j", "g_j"])
-    heat = [t for t in fig.data if t.type == "heatmap"]
-    np.testing.assert_allclose(np.asarray(heat[3].z, dtype=float), np.abs(planes[1].g_j), rtol=1e-6,
-                               equal_nan=True)
+    np.testing.assert_allclose(panel_field(fig, 3)[2], np.abs(planes[1].g_j), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(panel_field(fig, 1)[2], np.abs(planes[1].g), rtol=1e-6, equal_nan=True)
     assert "g<sub>j</sub>" in fig.layout.coloraxis.colorbar.title.text
     one = feature_plane_figure(planes[1], field="g_j")
     assert "negative class" in one.layout.title.text and one.data[0].name == "|g<sub>j</sub>|"

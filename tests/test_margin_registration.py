@@ -24,6 +24,7 @@ from adaface_lab.margins import MARGINS, Margin, build_margin, list_margins, mar
 from adaface_lab.plots import feature_plane_figure, gst_curves_figure, target_logit_figure
 
 from . import formulas
+from .figure_arrays import panel_count, panel_field, panel_titles
 from .margin_checks import assert_head_gst_matches_autograd, param_strategy
 from .test_app import _chart, _decode, _run, _slider, _trace
 
@@ -159,8 +160,10 @@ def test_gallery_shows_it(tilted) -> None:
     grid = _chart(at, "grid_chart")
     # every method, AdaFace twice, a |g_j| panel for each method that changes its negatives
     extra = 1 + sum(margin_class(n).modifies_negatives for n in list_margins())
-    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == len(list_margins()) + extra
-    titles = [a["text"] for a in grid["layout"]["annotations"] if a.get("xref") == "paper"]
+    assert panel_count(grid) == len(list_margins()) + extra
+    titles = panel_titles(grid)
     assert "Tilted" in titles
+    x, y, z = panel_field(grid, titles.index("Tilted"))
+    assert np.isfinite(z).mean() > 0.7  # its |g| is drawn
     _, y = _trace(_chart(at, "gallery_gst_chart"), "Tilted")
     assert np.isfinite(y).all()

@@ -26,6 +26,7 @@ from adaface_lab.plots import (
 )
 
 from . import formulas
+from .figure_arrays import panel_count, panel_field, panel_titles
 
 
 def _validated(fig: go.Figure) -> go.Figure:
@@ -71,14 +72,33 @@ def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
     names = list_margins()
     planes = [feature_plane(build_margin(n), resolution=21, norm=30.0, z_hat=0.5) for n in names]
     fig = _validated(feature_plane_grid(planes, cols=4))
+    assert panel_count(fig) == len(names)
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
-    assert len(heatmaps) == len(names) and all(h.coloraxis == "coloraxis" for h in heatmaps)
+    assert len(heatmaps) == 1 and heatmaps[0].coloraxis == "coloraxis"  # one scale
     assert fig.layout.coloraxis.cmax == 128.0
-    for i in range(len(names)):
-        suffix = "" if i == 0 else str(i + 1)
-        assert fig.layout[f"yaxis{suffix}"].scaleanchor == f"x{suffix}"
-    domains = sorted({tuple(fig.layout[f"xaxis{'' if i == 0 else i + 1}"].domain) for i in range(len(names))})
-    assert len(domains) == 4  # four columns
+    assert fig.layout.yaxis.scaleanchor == "x"  # discs stay round
+    for i, plane in enumerate(planes):  # each panel shows its own plane's |g|, nothing else
+        x, y, z = panel_field(fig, i)
+        np.testing.assert_allclose(x, plane.x, atol=1e-6)
+        np.testing.assert_allclose(y, plane.y, atol=1e-6)
+        np.testing.assert_allclose(z, np.abs(plane.g), rtol=1e-6, equal_nan=True)
+    centres = np.array(fig.layout.meta["panels"])
+    assert len(set(np.round(centres[:, 0], 6))) == 4 and len(set(np.round(centres[:, 1], 6))) == 3
+    gaps = np.diff(sorted(set(np.round(centres[:, 0], 6))))
+    assert np.all(gaps > 2.4)  # discs and their W labels (at 1.12) never overlap
+    assert panel_titles(fig) == [a.text for a in fig.layout.annotations]
+    assert all(t.startswith(build_margin(n).label) for t, n in zip(panel_titles(fig), names))
+    # the lines of all panels joined: one trace per kind, each panel's B1 moved to its centre
+    b1 = next(t for t in fig.data if t.name and t.name.startswith("B1"))
+    xy = np.column_stack([np.asarray(b1.x, dtype=float), np.asarray(b1.y, dtype=float)])
+    assert np.allclose(xy[: len(planes[0].b1[0])], planes[0].b1[0])
+    assert len(xy[np.isfinite(xy[:, 0])]) == sum(len(line) for p in planes for line in p.b1)
+    tips = [(round(x, 6), round(y, 6)) for x, y, size in
+            zip(fig.data[-2].x, fig.data[-2].y, fig.data[-2].marker.size) if size > 0]
+    assert len(tips) == 2 * len(planes)  # W_y and W_j arrowheads in every panel
+    assert sum(t == "W<sub>y</sub>" for t in fig.data[-1].text) == len(planes)
+    with pytest.raises(ValueError, match="one resolution"):
+        feature_plane_grid([planes[0], feature_plane("arcface", resolution=31)])
     with pytest.raises(ValueError):
         feature_plane_grid([], cols=3)
     with pytest.raises(ValueError):

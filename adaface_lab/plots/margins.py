@@ -215,77 +215,89 @@ def _mask_outline(plane: FeaturePlane) -> tuple[np.ndarray, np.ndarray]:
     return _polylines(lines)
 
 
-def _zero_g_trace(plane: FeaturePlane, showlegend: bool, xa: str, ya: str) -> dict[str, Any]:
-    """The misclassified points whose g an angle clip sets to 0, filled in magenta: their outline as a
-    filled line trace, computed here once (a contour trace of the mask would be traced again by the browser
-    on every redraw of every panel); the |g| heatmaps stay the figure's only heatmaps."""
-    ox, oy = _mask_outline(plane)
-    return dict(
-        type="scatter", mode="lines", x=ox, y=oy, xaxis=xa, yaxis=ya, fill="toself",
-        fillcolor=_ZERO_G_COLOR, line=dict(color="#ff00c8", width=1.5), hoverinfo="skip", name=_ZERO_G_NAME,
-        legendgroup="zero_g", showlegend=showlegend,
-    )
+def _tip_sizes(x: np.ndarray, size: float = 16.0) -> np.ndarray:
+    """Marker sizes for arrow polylines ``origin, tip, NaN, origin, tip, …``: ``size`` at each tip
+    (a point followed by a gap or the end), 0 elsewhere."""
+    x = np.asarray(x, dtype=float)
+    ends = np.append(np.isnan(x[1:]), True) & ~np.isnan(x)
+    return np.where(ends, size, 0.0)
 
 
-def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
-                  showlegend: bool, axes: tuple[str, str] = ("x", "y"),
-                  field: str = "g") -> list[dict[str, Any]]:
-    """Heatmap of |g| or |g_j| (NaN outside the disc is transparent), the unit circle, B0 and B1,
-    and, coloured by |g|, the misclassified points an angle clip gives no gradient.
+def _plane_lines(plane: FeaturePlane) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The line parts of a plane's picture as (x, y) in plane coordinates, NaN between polylines:
+    the unit ``circle``, ``b0``, ``b1``, the outline of the misclassified points an angle clip gives
+    no gradient (``zero_g``, empty when there are none) and W_y and W_j as ``arrows`` from the
+    origin."""
+    (yx, yy), (jx, jy) = (float(v) for v in plane.w_y[:2]), (float(v) for v in plane.w_j[:2])
+    empty = (np.array([]), np.array([]))
+    return {
+        "circle": (_CIRCLE.real, _CIRCLE.imag),
+        "b0": _polylines(plane.b0),
+        "b1": _polylines(plane.b1),
+        "zero_g": _mask_outline(plane) if plane.zero_g.any() else empty,
+        "arrows": (np.array([0.0, yx, np.nan, 0.0, jx]), np.array([0.0, yy, np.nan, 0.0, jy])),
+    }
 
-    ``colorbar_title=None``: the heatmap uses the shared layout ``coloraxis``.
+
+def _line_traces(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], showlegend: bool,
+                 xa: str = "x", ya: str = "y") -> list[dict[str, Any]]:
+    """The line parts of :func:`_plane_lines` (one plane's, or several planes' joined) as styled
+    traces: the circle, B0 dashed, B1 solid, the magenta fill (only when it has points: Plotly
+    fills each NaN-separated outline on its own) and W_y, W_j as arrows.
+
+    (The fill is an outline computed once here: a contour trace of the mask would be traced again
+    by the browser on every redraw. The arrows are one line trace with an arrowhead marker at each
+    tip, not layout annotations: Plotly redraws those on every update at several times the cost.)
     """
-    xa, ya = axes
-    name = _FIELDS[field][0]
-    heat: dict[str, Any] = dict(
-        type="heatmap", x=plane.x, y=plane.y, z=np.abs(getattr(plane, field)).astype(np.float32),
-        zsmooth=False, hoverongaps=False, name=name, xaxis=xa, yaxis=ya,
-        hovertemplate=f"x=%{{x:.2f}}, y=%{{y:.2f}}<br>{name}=%{{z:.1f}}<extra></extra>",
-    )
-    if colorbar_title is None:
-        heat["coloraxis"] = "coloraxis"
-    else:
-        heat.update(zmin=zmin, zmax=zmax, colorscale="Viridis",
-                    colorbar=dict(title=dict(text=colorbar_title), thickness=14))
-    b0x, b0y = _polylines(plane.b0)
-    b1x, b1y = _polylines(plane.b1)
     line = dict(type="scatter", mode="lines", hoverinfo="skip", xaxis=xa, yaxis=ya)
-    return [
-        heat,
-        dict(line, x=_CIRCLE.real, y=_CIRCLE.imag, line=dict(color="#999", width=1),
-             showlegend=False),
+    (cx, cy), (b0x, b0y), (b1x, b1y) = lines["circle"], lines["b0"], lines["b1"]
+    (ox, oy), (ax, ay) = lines["zero_g"], lines["arrows"]
+    traces = [
+        dict(line, x=cx, y=cy, line=dict(color="#999", width=1), showlegend=False),
         dict(line, x=b0x, y=b0y, name="B0: c<sub>y</sub> = c<sub>j</sub>", legendgroup="b0",
              showlegend=showlegend, line=dict(color="white", width=2, dash="dash")),
         dict(line, x=b1x, y=b1y, name="B1: f(c<sub>y</sub>) = logit<sub>j</sub>", legendgroup="b1",
              showlegend=showlegend, line=dict(color="#ff2d55", width=2.5)),
-    ] + ([_zero_g_trace(plane, showlegend, xa, ya)] if field == "g" and plane.zero_g.any() else []
-         ) + [_arrows(plane, xa, ya)]
+    ]
+    if len(ox):
+        traces.append(dict(line, x=ox, y=oy, fill="toself", fillcolor=_ZERO_G_COLOR,
+                           line=dict(color="#ff00c8", width=1.5), name=_ZERO_G_NAME,
+                           legendgroup="zero_g", showlegend=showlegend))
+    traces.append(dict(line, mode="lines+markers", x=ax, y=ay, showlegend=False,
+                       name="W<sub>y</sub>, W<sub>j</sub>", line=dict(color="black", width=2.5),
+                       marker=dict(symbol="arrow", angleref="previous", size=_tip_sizes(ax),
+                                   color="black", line=dict(width=0))))
+    return traces
 
 
-def _arrows(plane: FeaturePlane, xa: str, ya: str) -> dict[str, Any]:
-    """W_y and W_j as arrows from the origin: one line trace with an arrowhead marker at each tip.
-
-    (Not layout annotations with arrows: Plotly redraws those on every update at several times the
-    cost of a trace — about 35 ms of the gallery's 170 ms, measured in Chromium.)
-    """
-    (yx, yy), (jx, jy) = (float(v) for v in plane.w_y[:2]), (float(v) for v in plane.w_j[:2])
-    return dict(type="scatter", mode="lines+markers", x=[0.0, yx, None, 0.0, jx],
-                y=[0.0, yy, None, 0.0, jy], xaxis=xa, yaxis=ya, hoverinfo="skip", showlegend=False,
-                name="W<sub>y</sub>, W<sub>j</sub>", line=dict(color="black", width=2.5),
-                marker=dict(symbol="arrow", angleref="previous", size=[0, 16, 0, 0, 16],
-                            color="black", line=dict(width=0)))
+def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
+                  showlegend: bool, field: str = "g") -> list[dict[str, Any]]:
+    """Heatmap of |g| or |g_j| (NaN outside the disc is transparent), the unit circle, B0 and B1,
+    the misclassified points an angle clip gives no gradient (on the |g| plane) and the arrows."""
+    name = _FIELDS[field][0]
+    heat: dict[str, Any] = dict(
+        type="heatmap", x=plane.x, y=plane.y, z=np.abs(getattr(plane, field)).astype(np.float32),
+        zsmooth=False, hoverongaps=False, name=name, zmin=zmin, zmax=zmax, colorscale="Viridis",
+        colorbar=dict(title=dict(text=colorbar_title), thickness=14),
+        hovertemplate=f"x=%{{x:.2f}}, y=%{{y:.2f}}<br>{name}=%{{z:.1f}}<extra></extra>",
+    )
+    lines = _plane_lines(plane)
+    if field != "g":
+        lines["zero_g"] = (np.array([]), np.array([]))
+    return [heat] + _line_traces(lines, showlegend)
 
 
 def _arrow_labels(plane: FeaturePlane, xref: str = "x", yref: str = "y",
                   size: int = 15) -> list[dict[str, Any]]:
-    """W_y and W_j written at the tips of their arrows (:func:`_arrows`)."""
+    """W_y and W_j written at the tips of their arrows (:func:`_line_traces`)."""
     return [dict(x=1.12 * float(vec[0]), y=1.12 * float(vec[1]), xref=xref, yref=yref,
                  showarrow=False, text=text, font=dict(size=size, color="black"))
             for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
 
 
-def _disc_axis(**extra: Any) -> dict[str, Any]:
-    return dict(range=[-1.2, 1.2], showgrid=False, zeroline=False, showticklabels=False,
+def _disc_axis(lo: float = -1.2, hi: float = 1.2, **extra: Any) -> dict[str, Any]:
+    """An axis of a feature plane: no grid, ticks or labels, from ``lo`` to ``hi``."""
+    return dict(range=[lo, hi], showgrid=False, zeroline=False, showticklabels=False,
                 showline=False, ticks="", constrain="domain", **extra)
 
 
@@ -322,6 +334,32 @@ def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
     return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True, field=field), layout)
 
 
+GRID_PITCH = (2.5, 2.9)
+"""Distance between the centres of neighbouring panels of :func:`feature_plane_grid`, across and
+down, in units of the disc's radius (the disc spans ±1, the W labels reach 1.2; down, a band of
+0.5 above each disc holds its title)."""
+
+
+def _grid_cells(plane: FeaturePlane) -> tuple[float, int, int]:
+    """(grid step, panel pitch across, panel pitch down) of a grid of ``plane``'s resolution, the
+    pitches in whole grid steps so that every panel's cells fall on one shared grid."""
+    step = float(plane.x[1] - plane.x[0])
+    return step, round(GRID_PITCH[0] / step), round(GRID_PITCH[1] / step)
+
+
+def _joined(parts: Sequence[tuple[np.ndarray, np.ndarray]],
+            centres: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Polylines of several panels moved to their centres and joined, NaN between panels."""
+    xs, ys = [], []
+    for (x, y), (cx, cy) in zip(parts, centres):
+        if len(x):
+            xs += [np.asarray(x, dtype=float) + cx, [np.nan]]
+            ys += [np.asarray(y, dtype=float) + cy, [np.nan]]
+    if not xs:
+        return np.array([]), np.array([])
+    return np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
+
+
 def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        titles: Sequence[str] | None = None,
                        g_range: tuple[float, float] | None = None, *,
@@ -329,7 +367,18 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        panel_height: int = 300, uirevision: str = "feature-plane-grid") -> go.Figure:
     """Small multiples of :func:`feature_plane_figure` (the gallery, paper Fig. 3): ``cols``
     panels per row on one shared colour scale (default ``(0, 2·max s)``). ``fields``: per panel,
-    "g" (default) or "g_j" (the negative class's |g_j|)."""
+    "g" (default) or "g_j" (the negative class's |g_j|). The planes must share one resolution.
+
+    All panels are drawn on one pair of axes with equal aspect: panel ``i`` is its plane moved to
+    the centre ``layout.meta["panels"][i]`` (data coordinates, :data:`GRID_PITCH` apart), its
+    field a block of the heatmap that holds every panel of that field (NaN, transparent, between
+    them; a second heatmap when a panel shows |g_j|), its lines joined with the other panels' into
+    one trace per kind, its title an annotation above it.
+    A browser redraws one subplot of a few traces in about half the time of a subplot per panel
+    (bench/bench_app_browser.py), which is what a slider move of the app's gallery waits for.
+    ``panel_height``: the pixel height of a disc when the figure is wide enough for ``cols``
+    panels of that size.
+    """
     if not planes:
         raise ValueError("feature_plane_grid needs at least one plane")
     if cols < 1:
@@ -341,40 +390,62 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         raise ValueError(f"{len(fields)} fields for {len(planes)} planes")
     for field in fields:
         _check_field(field)
+    side = len(planes[0].x)
+    if any(len(p.x) != side or not np.allclose(p.x, planes[0].x) for p in planes):
+        found = sorted({len(p.x) for p in planes})
+        raise ValueError(f"feature_plane_grid needs planes of one resolution, got {found}")
     cols = min(cols, len(planes))
     rows = math.ceil(len(planes) / cols)
     if titles is None:
         titles = [_plane_title(p) + (" · negative class" if f == "g_j" else "") for p, f in zip(planes, fields)]
     titles = [_with_choices(t, p.margin, "<br>") for t, p in zip(titles, planes)]
     zmin, zmax, cbar = _plane_cap(planes, g_range, *dict.fromkeys(fields))
-    title_px, gap = 34, 0.01
-    height = panel_height * rows + title_px * rows + 60
-    data: list[dict[str, Any]] = []
-    layout: dict[str, Any] = {}
-    annotations: list[dict[str, Any]] = []
-    row_h = 1.0 / rows
-    for i, plane in enumerate(planes):
-        row, col = divmod(i, cols)
-        suffix = "" if i == 0 else str(i + 1)
-        x0, x1 = col / cols + gap, (col + 1) / cols - gap
-        y1 = 1.0 - row * row_h - title_px / height
-        y0 = 1.0 - (row + 1) * row_h + gap
-        shown = {t.get("legendgroup") for t in data if t.get("showlegend")}
-        traces = _plane_traces(plane, zmin, zmax, None, showlegend=True, axes=(f"x{suffix}", f"y{suffix}"),
-                               field=fields[i])
-        for trace in traces:  # each legend entry once
-            if trace.get("showlegend") and trace.get("legendgroup") in shown:
-                trace["showlegend"] = False
-        data += traces
-        layout[f"xaxis{suffix}"] = _disc_axis(domain=[x0, x1], anchor=f"y{suffix}")
-        layout[f"yaxis{suffix}"] = _disc_axis(domain=[y0, y1], anchor=f"x{suffix}",
-                                              scaleanchor=f"x{suffix}", scaleratio=1)
-        annotations.append(dict(x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", text=titles[i],
-                                showarrow=False, xanchor="center", yanchor="bottom",
-                                font=dict(size=12)))
-        annotations += _arrow_labels(plane, f"x{suffix}", f"y{suffix}", size=12)
-    layout.update(
+
+    step, across, down = _grid_cells(planes[0])
+    spots = [divmod(i, cols) for i in range(len(planes))]  # (row, col), row 0 on top
+    centres = [(col * across * step, -row * down * step) for row, col in spots]
+    heatmaps = []
+    for field in dict.fromkeys(fields):  # one heatmap per field, over the panels that show it
+        mine = [i for i, f in enumerate(fields) if f == field]
+        first, last = min(spots[i][0] for i in mine), max(spots[i][0] for i in mine)  # rows
+        left, right = min(spots[i][1] for i in mine), max(spots[i][1] for i in mine)
+        z = np.full(((last - first) * down + side, (right - left) * across + side), np.nan, dtype=np.float32)
+        for i in mine:
+            row, col = spots[i]
+            r0, c0 = (last - row) * down, (col - left) * across  # z's row 0 is the lowest panel's
+            z[r0:r0 + side, c0:c0 + side] = np.abs(getattr(planes[i], field))
+        name = _FIELDS[field][0]
+        heatmaps.append(dict(
+            type="heatmap", z=z, x0=float(planes[0].x[0]) + left * across * step, dx=step,
+            y0=float(planes[0].y[0]) - last * down * step, dy=step, zsmooth=False, hoverongaps=False,
+            name=name, coloraxis="coloraxis", hovertemplate=f"{name} = %{{z:.1f}}<extra></extra>"))
+
+    per_panel = [_plane_lines(p) for p in planes]
+    for lines, field in zip(per_panel, fields):
+        if field != "g":
+            lines["zero_g"] = (np.array([]), np.array([]))
+    lines = {kind: _joined([p[kind] for p in per_panel], centres) for kind in per_panel[0]}
+    labels = [(cx + 1.12 * float(vec[0]), cy + 1.12 * float(vec[1]), text)
+              for plane, (cx, cy) in zip(planes, centres)
+              for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
+    lx, ly, lt = (list(v) for v in zip(*labels))
+    label_trace = dict(type="scatter", mode="text", x=lx, y=ly, text=lt, hoverinfo="skip",
+                       showlegend=False, name="W labels", textfont=dict(size=12, color="black"))
+    data = heatmaps + _line_traces(lines, showlegend=True) + [label_trace]
+
+    (cx_max, _), (_, cy_min) = centres[min(cols, len(planes)) - 1], centres[-1]
+    top = 1.2 + GRID_PITCH[1] - 2.4  # the title band above the first row's discs
+    px_per_unit = panel_height / 2.4
+    height = round((-cy_min + 1.2 + top) * px_per_unit) + 50
+    annotations = [dict(x=cx, y=cy + 1.2, xref="x", yref="y", text=title, showarrow=False,
+                        xanchor="center", yanchor="bottom", font=dict(size=12))
+                   for (cx, cy), title in zip(centres, titles)]
+    layout = dict(
+        xaxis=_disc_axis(-1.2, cx_max + 1.2),
+        # a figure wider than its height asks for keeps its panels at the top, space below
+        yaxis=_disc_axis(cy_min - 1.2, top, scaleanchor="x", scaleratio=1, constraintoward="top"),
         annotations=annotations,
+        meta=dict(panels=[[cx, cy] for cx, cy in centres]),
         coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
                        colorbar=dict(title=dict(text=cbar), thickness=14)),
         legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom", **_LEGEND_DARK),
@@ -648,6 +719,7 @@ def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
 
 
 __all__ = [
+    "GRID_PITCH",
     "G_CAP_IN_S",
     "MethodSpec",
     "adaface_terms_figure",
