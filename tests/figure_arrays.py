@@ -1,15 +1,24 @@
 """Reading figures back as a user's browser gets them: plotly's JSON arrays (plain lists or base64
 typed arrays) and the panels of :func:`adaface_lab.plots.feature_plane_grid` (one pair of axes,
-panel ``i`` centred at ``layout.meta["panels"][i]``)."""
+panel ``i`` centred at ``layout.meta["panels"][i]``), whether drawn as heatmaps or as pictures
+(``hover=False``: PNG images whose colours are read back to values here, through plotly's own
+colour scale, not the library's)."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import plotly.colors as pc
 import plotly.graph_objects as go
+from PIL import Image
+
+LEVELS = 255
+"""Colour levels of the pictures (adaface_lab.plots.images.COLOUR_LEVELS, restated)."""
 
 
 def decode(value: Any) -> Any:
@@ -44,15 +53,58 @@ def panel_titles(fig: go.Figure | dict[str, Any]) -> list[str]:
     return [titles[key] for key in by_centre]
 
 
+@lru_cache(maxsize=8)
+def picture_values(source: str, colorscale: str, zmin: float, zmax: float) -> np.ndarray:
+    """A PNG data URI read back to values: each pixel's colour matched to the nearest of ``LEVELS``
+    colours plotly samples from ``colorscale`` over [zmin, zmax] (the mean level where neighbouring
+    levels share one 8-bit colour); transparent pixels NaN. Row k of the result is the picture's
+    row k (drawn at y0 + k·dy)."""
+    head, _, data = source.partition(",")
+    assert head == "data:image/png;base64", head
+    rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGBA"), dtype=np.int64)
+    table = np.array([pc.unlabel_rgb(c) for c in pc.sample_colorscale(colorscale, np.linspace(0, 1, LEVELS))])
+    table = np.rint(table)
+    colours, where = np.unique(rgba[..., :3].reshape(-1, 3), axis=0, return_inverse=True)
+    distance = ((colours[:, None, :] - table[None, :, :]) ** 2).sum(-1)  # (unique colours, levels)
+    nearest = distance == distance.min(axis=1, keepdims=True)
+    level = (nearest * np.arange(LEVELS)).sum(axis=1) / nearest.sum(axis=1)
+    values = zmin + level[where.reshape(-1)].reshape(rgba.shape[:2]) * (zmax - zmin) / (LEVELS - 1)
+    values = np.where(rgba[..., 3] > 0, values, np.nan)
+    values.flags.writeable = False  # shared by the cache
+    return values
+
+
+def picture_quantum(fig: go.Figure | dict[str, Any]) -> float:
+    """How far a value read from a picture of ``fig`` may lie from the value drawn: one colour level
+    of its colour axis (half a level of rounding, half where two neighbouring levels share a colour);
+    0 when the fields are heatmaps, which hold the values themselves."""
+    spec = as_spec(fig)
+    if not any(t["type"] == "image" for t in spec["data"]):
+        return 0.0
+    axis = spec["layout"]["coloraxis"]
+    return (axis["cmax"] - axis["cmin"]) / (LEVELS - 1)
+
+
+def _field(trace: dict[str, Any], layout: dict[str, Any]) -> np.ndarray:
+    if trace["type"] == "heatmap":
+        return np.asarray(decode(trace["z"]), dtype=float)
+    axis = layout["coloraxis"]
+    scale = axis["colorscale"]
+    name = scale if isinstance(scale, str) else "Viridis"
+    assert isinstance(scale, str) or [c for _, c in scale] == [c for _, c in pc.get_colorscale(name)], scale
+    return picture_values(trace["source"], name, axis["cmin"], axis["cmax"])
+
+
 def panel_field(fig: go.Figure | dict[str, Any], panel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, z) of panel ``panel``: its heatmap cells in the panel's own coordinates (the disc's
-    centre at 0), z indexed [y, x]. Raises when no heatmap shows that panel."""
+    """(x, y, z) of panel ``panel``: its cells in the panel's own coordinates (the disc's centre at
+    0), z indexed [y, x], from the heatmap or picture that shows it (a picture's values within
+    :func:`picture_quantum`). Raises when none shows that panel."""
     spec = as_spec(fig)
     cx, cy = spec["layout"]["meta"]["panels"][panel]
     for trace in spec["data"]:
-        if trace["type"] != "heatmap":
+        if trace["type"] not in ("heatmap", "image"):
             continue
-        z = np.asarray(decode(trace["z"]), dtype=float)
+        z = _field(trace, spec["layout"])
         xs = trace["x0"] + trace["dx"] * np.arange(z.shape[1]) - cx
         ys = trace["y0"] + trace["dy"] * np.arange(z.shape[0]) - cy
         cols, rows = np.abs(xs) <= 1 + trace["dx"] / 2, np.abs(ys) <= 1 + trace["dy"] / 2

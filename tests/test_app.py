@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from adaface_lab.gst import feature_plane
 
-from .figure_arrays import decode, panel_count, panel_field, panel_titles
+from .figure_arrays import decode, panel_count, panel_field, panel_titles, picture_quantum
 from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, filled_area, z_hat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -510,15 +510,16 @@ def test_gallery_curricularface_t_changes_the_negatives_not_the_target() -> None
     _slider(at, "gallery", "ct").set_value(0.8).run()
     after = _chart(at, "grid_chart")
     assert "t=0.8" in _panel_titles(after)[target]
-    for angle in (70.0, 110.0):
+    for angle in (147.0, 152.0):  # where |g_j| stays under the colour cap 2s at t = 0.8 too
         g0, where = _value_at(before, target, angle)
         g1, _ = _value_at(after, target, angle)
         j0, _ = _value_at(before, negative, angle)
         j1, _ = _value_at(after, negative, angle)
-        assert abs(g1 - g0) < 0.02 * g0  # the target's |g| barely moves
+        q = picture_quantum(after)  # the gallery draws pictures: values read back within q
+        assert abs(g1 - g0) < 0.02 * g0 + 2 * q  # the target's |g| barely moves
         want = curricular_arc(np.array([where]), 64.0, 0.4, 0.8, 90.0)[1][0] / \
             curricular_arc(np.array([where]), 64.0, 0.4, 0.0, 90.0)[1][0]
-        assert j1 / j0 == pytest.approx(want, rel=1e-3) and want > 1.3
+        assert abs(j1 / j0 - want) <= want * (q / j1 + q / j0) + 1e-3 * want and want > 1.3
 
 
 def test_boundary_control_draws_magface_with_its_own_code() -> None:
@@ -528,13 +529,14 @@ def test_boundary_control_draws_magface_with_its_own_code() -> None:
     assert "AdaFace-code clip" in titles[mag]
     m = (0.8 - 0.45) / 100 * (30 - 10) + 0.45  # MagFace at the page's ‖z‖ = 30
     clipped, where = _value_at(_chart(at, "grid_chart"), mag, 135.0)
-    assert clipped == pytest.approx(arc_gst(np.array([where]), 64, m, 0.0, 90)[0], rel=1e-4)
+    q = picture_quantum(_chart(at, "grid_chart"))  # a picture's values are read back within q
+    assert abs(clipped - arc_gst(np.array([where]), 64, m, 0.0, 90)[0]) <= q + 1e-4 * clipped
     _page(at).radio(key="gallery:boundary").set_value("official").run()
     assert not at.exception, at.exception
     grid = _chart(at, "grid_chart")
     assert "easy margin (MagFace code)" in _panel_titles(grid)[mag]
     own, _ = _value_at(grid, mag, 135.0)
-    assert own == pytest.approx(64.0, rel=1e-3) and own > 2 * clipped  # no margin where cos θ ≤ 0
+    assert abs(own - 64.0) <= q + 0.064 and own > 2 * clipped  # no margin where cos θ ≤ 0
     names = [t["name"] for t in _chart(at, "gallery_gst_chart")["data"]]
     assert any("easy margin (MagFace code)" in n for n in names)
     assert any("c − m·sin m" in n for n in names)

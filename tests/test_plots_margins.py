@@ -26,7 +26,7 @@ from adaface_lab.plots import (
 )
 
 from . import formulas
-from .figure_arrays import panel_count, panel_field, panel_titles
+from .figure_arrays import panel_count, panel_field, panel_titles, picture_quantum
 
 
 def _validated(fig: go.Figure) -> go.Figure:
@@ -105,6 +105,34 @@ def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
         feature_plane_grid(planes, cols=0)
     with pytest.raises(ValueError):
         feature_plane_grid(planes, titles=["one"])
+
+
+def test_feature_plane_grid_as_pictures_draws_what_the_heatmaps_hold() -> None:
+    """hover=False (the app's gallery): each field a PNG coloured as plotly colours the heatmap
+    (read back through plotly's own colour scale, tests/figure_arrays.py), NaN transparent, the
+    same panels, lines and colour bar."""
+    planes = [feature_plane(build_margin(n), resolution=41, norm=30.0, z_hat=0.5, t=0.5)
+              for n in ("arcface", "sphereface", "curricularface")]
+    fields = ["g", "g", "g", "g_j"]
+    heat = feature_plane_grid(planes + planes[-1:], cols=3, fields=fields)
+    fig = _validated(feature_plane_grid(planes + planes[-1:], cols=3, fields=fields, hover=False))
+    assert [t.type for t in fig.data if t.type in ("heatmap", "image")] == ["image", "image"]  # |g|, |g_j|
+    assert all(t.hoverinfo == "skip" for t in fig.data if t.type != "scatter" or t.mode != "text")
+    q = picture_quantum(fig)
+    assert q == pytest.approx(128.0 / 254)  # one colour level of 0…2s (255 levels)
+    for i, (plane, field) in enumerate(zip(planes + planes[-1:], fields)):
+        x, y, z = panel_field(fig, i)
+        want = np.minimum(np.abs(getattr(plane, field)), 128.0)  # clamped at the cap, like the heatmap
+        np.testing.assert_array_equal(np.isnan(z), np.isnan(want))
+        assert np.nanmax(np.abs(z - want)) <= q * (1 + 1e-6)
+        np.testing.assert_allclose(x, panel_field(heat, i)[0], atol=1e-6)
+    assert np.nanmax(np.abs(getattr(planes[1], "g"))) > 128  # SphereFace saturates: the clamp was tested
+    # the colour bar: one shared axis, shown through a trace that draws nothing
+    keys = [t for t in fig.data if t.type == "scatter" and t.marker.coloraxis == "coloraxis"]
+    assert len(keys) == 1 and fig.layout.coloraxis.cmax == 128.0
+    kinds = lambda f: [(t.type, t.name) for t in f.data if t.type == "scatter" and t.name != "colour scale"]  # noqa: E731
+    assert kinds(fig) == kinds(heat)
+    assert panel_titles(fig) == panel_titles(heat)
 
 
 def test_gst_curves_match_the_hand_formula_and_cut_the_axis() -> None:

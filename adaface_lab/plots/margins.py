@@ -30,6 +30,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .._atomic import write_bytes_atomic
+from .images import field_image_uri
 from ..gst import CONVENTIONS, FeaturePlane, arc_profile, resolve_context, zero_gradient_bands
 from ..margins import (
     CONTEXT_INPUTS,
@@ -40,6 +41,9 @@ from ..margins import (
     adaface_z_hat,
     build_margin,
 )
+
+_COLORSCALE = "Viridis"
+"""The colour scale of |g| in every feature plane."""
 
 G_CAP_IN_S = 2.0
 """Default colour cap of |g| in the feature planes, in units of s (|g| ≤ s for CosFace)."""
@@ -277,7 +281,7 @@ def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title:
     name = _FIELDS[field][0]
     heat: dict[str, Any] = dict(
         type="heatmap", x=plane.x, y=plane.y, z=np.abs(getattr(plane, field)).astype(np.float32),
-        zsmooth=False, hoverongaps=False, name=name, zmin=zmin, zmax=zmax, colorscale="Viridis",
+        zsmooth=False, hoverongaps=False, name=name, zmin=zmin, zmax=zmax, colorscale=_COLORSCALE,
         colorbar=dict(title=dict(text=colorbar_title), thickness=14),
         hovertemplate=f"x=%{{x:.2f}}, y=%{{y:.2f}}<br>{name}=%{{z:.1f}}<extra></extra>",
     )
@@ -364,7 +368,8 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        titles: Sequence[str] | None = None,
                        g_range: tuple[float, float] | None = None, *,
                        fields: Sequence[str] | None = None,
-                       panel_height: int = 300, uirevision: str = "feature-plane-grid") -> go.Figure:
+                       panel_height: int = 300, hover: bool = True,
+                       uirevision: str = "feature-plane-grid") -> go.Figure:
     """Small multiples of :func:`feature_plane_figure` (the gallery, paper Fig. 3): ``cols``
     panels per row on one shared colour scale (default ``(0, 2·max s)``). ``fields``: per panel,
     "g" (default) or "g_j" (the negative class's |g_j|). The planes must share one resolution.
@@ -378,6 +383,11 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
     (bench/bench_app_browser.py), which is what a slider move of the app's gallery waits for.
     ``panel_height``: the pixel height of a disc when the figure is wide enough for ``cols``
     panels of that size.
+
+    ``hover=False`` draws each field as a picture instead: a PNG coloured here as the heatmap
+    would colour it (:func:`~adaface_lab.plots.images.field_image_uri`, 256 levels), which the
+    browser shows as it is. Hovering then shows no values, but the figure is a fifth of the bytes
+    and a browser redraws it about 80 ms sooner (the app's gallery, bench/bench_app_browser.py).
     """
     if not planes:
         raise ValueError("feature_plane_grid needs at least one plane")
@@ -415,10 +425,18 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
             r0, c0 = (last - row) * down, (col - left) * across  # z's row 0 is the lowest panel's
             z[r0:r0 + side, c0:c0 + side] = np.abs(getattr(planes[i], field))
         name = _FIELDS[field][0]
-        heatmaps.append(dict(
-            type="heatmap", z=z, x0=float(planes[0].x[0]) + left * across * step, dx=step,
-            y0=float(planes[0].y[0]) - last * down * step, dy=step, zsmooth=False, hoverongaps=False,
-            name=name, coloraxis="coloraxis", hovertemplate=f"{name} = %{{z:.1f}}<extra></extra>"))
+        where = dict(x0=float(planes[0].x[0]) + left * across * step, dx=step,
+                     y0=float(planes[0].y[0]) - last * down * step, dy=step, name=name)
+        if hover:
+            heatmaps.append(dict(type="heatmap", z=z, zsmooth=False, hoverongaps=False, coloraxis="coloraxis",
+                                 hovertemplate=f"{name} = %{{z:.1f}}<extra></extra>", **where))
+        else:
+            heatmaps.append(dict(type="image", source=field_image_uri(z, zmin, zmax, _COLORSCALE),
+                                 zsmooth=False, hoverinfo="skip", **where))
+    if not hover:  # the colour bar's key: no point to draw, only the shared colour axis
+        heatmaps.append(dict(type="scatter", mode="markers", x=[None], y=[None], hoverinfo="skip",
+                             showlegend=False, name="colour scale",
+                             marker=dict(color=[zmin], coloraxis="coloraxis")))
 
     per_panel = [_plane_lines(p) for p in planes]
     for lines, field in zip(per_panel, fields):
@@ -446,7 +464,7 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         yaxis=_disc_axis(cy_min - 1.2, top, scaleanchor="x", scaleratio=1, constraintoward="top"),
         annotations=annotations,
         meta=dict(panels=[[cx, cy] for cx, cy in centres]),
-        coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
+        coloraxis=dict(colorscale=_COLORSCALE, cmin=zmin, cmax=zmax,
                        colorbar=dict(title=dict(text=cbar), thickness=14)),
         legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom", **_LEGEND_DARK),
         height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
