@@ -19,8 +19,6 @@ import math
 from dataclasses import fields
 from typing import Any, Iterable, Mapping
 
-import streamlit as st
-
 from _state import Param
 from adaface_lab.gst import CONVENTIONS, FeaturePlane, feature_plane
 from adaface_lab.margins import (

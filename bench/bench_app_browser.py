@@ -91,10 +91,16 @@ _ARM = """([before, n, timeoutMs]) => {
   const signatures = %s;
   const old = new Set(before);
   const start = performance.now();
+  // an image trace's picture is put in the page only once loaded, after its data are in place
+  const sourcesShown = () => Array.from(document.querySelectorAll('.js-plotly-plot')).every(gd => {
+    const shown = new Set(Array.from(gd.querySelectorAll('image')).map(
+      im => im.getAttribute('href') || im.getAttribute('xlink:href')));
+    return (gd.data || []).every(t => t.type !== 'image' || !t.source || shown.has(t.source));
+  });
   window.__done = new Promise(resolve => {
     const tick = () => {
       const now = signatures();
-      if (now.length === n && now.every(s => !old.has(s))) {
+      if (now.length === n && now.every(s => !old.has(s)) && sourcesShown()) {
         // pictures (a heatmap's, an image trace's) count once decoded, at the next frame
         const images = Array.from(document.querySelectorAll('.js-plotly-plot image'));
         Promise.all(images.map(im => im.decode().catch(() => null))).then(

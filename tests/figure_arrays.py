@@ -1,8 +1,8 @@
 """Reading figures back as a user's browser gets them: plotly's JSON arrays (plain lists or base64
 typed arrays) and the panels of :func:`adaface_lab.plots.feature_plane_grid` (one pair of axes,
 panel ``i`` centred at ``layout.meta["panels"][i]``), whether drawn as heatmaps or as pictures
-(``hover=False``: PNG images whose colours are read back to values here, through plotly's own
-colour scale, not the library's)."""
+(``hover=False``: PNG images whose colours are read back to values here, through the colour axis's
+own stops as the browser interpolates them, not through the library's colour table)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import plotly.colors as pc
 import plotly.graph_objects as go
 from PIL import Image
 
@@ -53,17 +52,30 @@ def panel_titles(fig: go.Figure | dict[str, Any]) -> list[str]:
     return [titles[key] for key in by_centre]
 
 
+def _rgb(colour: str) -> tuple[float, float, float]:
+    """'#rrggbb' or 'rgb(r, g, b)' as three numbers 0–255."""
+    if colour.startswith("#"):
+        return tuple(float(int(colour[k:k + 2], 16)) for k in (1, 3, 5))  # type: ignore[return-value]
+    r, g, b = (float(v) for v in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3])
+    return r, g, b
+
+
+def stop_colours(stops: Any, levels: int = LEVELS) -> np.ndarray:
+    """(levels, 3): the colours a browser gives ``levels`` evenly spaced values of a colour axis whose
+    scale is the explicit ``[[position, colour], …]`` ``stops`` (linear in RGB between stops, as
+    plotly.js interpolates), rounded to 8 bits."""
+    where = np.array([float(at) for at, _ in stops])
+    rgb = np.array([_rgb(c) for _, c in stops])
+    t = np.linspace(0.0, 1.0, levels)
+    return np.rint(np.stack([np.interp(t, where, rgb[:, k]) for k in range(3)], axis=1))
+
+
 @lru_cache(maxsize=8)
-def picture_values(source: str, colorscale: str, zmin: float, zmax: float) -> np.ndarray:
-    """A PNG data URI read back to values: each pixel's colour matched to the nearest of ``LEVELS``
-    colours plotly samples from ``colorscale`` over [zmin, zmax] (the mean level where neighbouring
-    levels share one 8-bit colour); transparent pixels NaN. Row k of the result is the picture's
-    row k (drawn at y0 + k·dy)."""
+def _picture_values(source: str, stops: str, zmin: float, zmax: float) -> np.ndarray:
     head, _, data = source.partition(",")
     assert head == "data:image/png;base64", head
     rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGBA"), dtype=np.int64)
-    table = np.array([pc.unlabel_rgb(c) for c in pc.sample_colorscale(colorscale, np.linspace(0, 1, LEVELS))])
-    table = np.rint(table)
+    table = stop_colours(json.loads(stops))
     colours, where = np.unique(rgba[..., :3].reshape(-1, 3), axis=0, return_inverse=True)
     distance = ((colours[:, None, :] - table[None, :, :]) ** 2).sum(-1)  # (unique colours, levels)
     nearest = distance == distance.min(axis=1, keepdims=True)
@@ -72,6 +84,14 @@ def picture_values(source: str, colorscale: str, zmin: float, zmax: float) -> np
     values = np.where(rgba[..., 3] > 0, values, np.nan)
     values.flags.writeable = False  # shared by the cache
     return values
+
+
+def picture_values(source: str, stops: Any, zmin: float, zmax: float) -> np.ndarray:
+    """A PNG data URI read back to values: each pixel's colour matched to the nearest of ``LEVELS``
+    colours the browser gives the colour axis (:func:`stop_colours` of its explicit ``stops`` over
+    [zmin, zmax]; the mean level where neighbouring levels share one 8-bit colour); transparent pixels
+    NaN. Row k of the result is the picture's row k (drawn at y0 + k·dy)."""
+    return _picture_values(source, json.dumps(stops), float(zmin), float(zmax))
 
 
 def picture_quantum(fig: go.Figure | dict[str, Any]) -> float:
@@ -89,10 +109,8 @@ def _field(trace: dict[str, Any], layout: dict[str, Any]) -> np.ndarray:
     if trace["type"] == "heatmap":
         return np.asarray(decode(trace["z"]), dtype=float)
     axis = layout["coloraxis"]
-    scale = axis["colorscale"]
-    name = scale if isinstance(scale, str) else "Viridis"
-    assert isinstance(scale, str) or [c for _, c in scale] == [c for _, c in pc.get_colorscale(name)], scale
-    return picture_values(trace["source"], name, axis["cmin"], axis["cmax"])
+    assert not isinstance(axis["colorscale"], str), "a named scale: plotly.js has its own stops for it"
+    return picture_values(trace["source"], axis["colorscale"], axis["cmin"], axis["cmax"])
 
 
 def panel_field(fig: go.Figure | dict[str, Any], panel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

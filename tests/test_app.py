@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from adaface_lab.gst import feature_plane
 
-from .figure_arrays import decode, panel_count, panel_field, panel_titles, picture_quantum
+from .figure_arrays import decode as _decode
+from .figure_arrays import panel_count, panel_field, panel_titles, picture_quantum
 from .formulas import adaface_terms, adaface_zero_band_deg, arc_gst, curricular_arc, filled_area, z_hat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +39,6 @@ def _run(query: dict[str, str] | None = None) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-_decode = decode
 
 
 def _charts(at: AppTest) -> dict[str, dict[str, Any]]:
@@ -368,7 +366,8 @@ def test_chart_spec_is_plotlys_own_json() -> None:
                                "customdata": np.array([], dtype=float)}],
                      "layout": {"xaxis": {"range": np.array([0.0, 3e5])}}}, _validate=False)
     with_nan = go.Figure({"data": [{"type": "scatter", "x": [1.0, math.nan]}]}, _validate=False)
-    figures = [feature_plane_grid(planes, cols=4), feature_plane_figure(planes[-1]),
+    figures = [feature_plane_grid(planes, cols=4), feature_plane_grid(planes, cols=4, hover=False),
+               feature_plane_figure(planes[-1]),
                gst_curves_figure(specs, 1.2, negatives=True), target_logit_figure(specs, phi=1.2),
                adaface_terms_figure(0.333, 0.4, 20.0, 10.0, 30.0), odd, with_nan]
     for fig in figures:
@@ -387,12 +386,6 @@ def _gallery(at: AppTest) -> AppTest:
     return at
 
 
-def _disc_value(spec: dict[str, Any], panel: int, angle_deg: float, radius: float = 0.8) -> float:
-    """|g| in panel ``panel`` of the grid at a point of the disc (polar angle, radius)."""
-    return _value_at(spec, panel, angle_deg, radius)[0]
-
-
-_panel_titles = panel_titles
 
 
 def _panel(titles: list[str], words: str) -> int:
@@ -410,7 +403,7 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
 
     # every method, AdaFace at a low and a high norm, CurricularFace's negatives once more
     assert panel_count(grid) == len(list_margins()) + 2
-    titles = _panel_titles(grid)
+    titles = panel_titles(grid)
     assert len(titles) == panel_count(grid) and sum(t.startswith("AdaFace") for t in titles) == 2
     # the default norms 5 and 35 give a symmetric pair, ẑ = ∓0.5 (tests/formulas.py)
     z_lo, z_hi = z_hat(5.0, 20.0, 10.0, 0.333), z_hat(35.0, 20.0, 10.0, 0.333)
@@ -418,8 +411,8 @@ def test_gallery_shows_every_method_and_adaface_low_and_high() -> None:
     assert "ẑ = −0.50" in titles[_panel(titles, "low norm")].replace("-", "−")
     assert "ẑ = +0.50" in titles[_panel(titles, "high norm")]
     # high norm: more gradient on hard samples (θ_y = 150°) than at the low norm
-    low = _disc_value(grid, _panel(titles, "low norm"), 150.0)
-    high = _disc_value(grid, _panel(titles, "high norm"), 150.0)
+    low = _value_at(grid, _panel(titles, "low norm"), 150.0)[0]
+    high = _value_at(grid, _panel(titles, "high norm"), 150.0)[0]
     assert high > 1.5 * low
     # the independent value: ẑ from the gallery's default norms
     expected = _adaface_g(np.array([150.0]), 64, 35.0, 90)[0]
@@ -505,11 +498,11 @@ def test_explorer_shows_curricularfaces_negatives_where_t_acts() -> None:
 def test_gallery_curricularface_t_changes_the_negatives_not_the_target() -> None:
     at = _gallery(_run())
     before = _chart(at, "grid_chart")
-    titles = _panel_titles(before)
+    titles = panel_titles(before)
     target, negative = _panel(titles, "CurricularFace, t=0<br>"), _panel(titles, "of the negative")
     _slider(at, "gallery", "ct").set_value(0.8).run()
     after = _chart(at, "grid_chart")
-    assert "t=0.8" in _panel_titles(after)[target]
+    assert "t=0.8" in panel_titles(after)[target]
     for angle in (147.0, 152.0):  # where |g_j| stays under the colour cap 2s at t = 0.8 too
         g0, where = _value_at(before, target, angle)
         g1, _ = _value_at(after, target, angle)
@@ -524,7 +517,7 @@ def test_gallery_curricularface_t_changes_the_negatives_not_the_target() -> None
 
 def test_boundary_control_draws_magface_with_its_own_code() -> None:
     at = _gallery(_run())
-    titles = _panel_titles(_chart(at, "grid_chart"))
+    titles = panel_titles(_chart(at, "grid_chart"))
     mag = _panel(titles, "MagFace")
     assert "AdaFace-code clip" in titles[mag]
     m = (0.8 - 0.45) / 100 * (30 - 10) + 0.45  # MagFace at the page's ‖z‖ = 30
@@ -534,7 +527,7 @@ def test_boundary_control_draws_magface_with_its_own_code() -> None:
     _page(at).radio(key="gallery:boundary").set_value("official").run()
     assert not at.exception, at.exception
     grid = _chart(at, "grid_chart")
-    assert "easy margin (MagFace code)" in _panel_titles(grid)[mag]
+    assert "easy margin (MagFace code)" in panel_titles(grid)[mag]
     own, _ = _value_at(grid, mag, 135.0)
     assert abs(own - 64.0) <= q + 0.064 and own > 2 * clipped  # no margin where cos θ ≤ 0
     names = [t["name"] for t in _chart(at, "gallery_gst_chart")["data"]]

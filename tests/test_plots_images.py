@@ -21,7 +21,8 @@ def test_image_strip_figure_has_one_image_per_sample_and_its_caption() -> None:
 
 
 def test_field_image_uri_colours_like_plotly_and_refuses_what_it_cannot_draw() -> None:
-    """A field as a picture: plotly's own colours at the ends and the middle of the range, values
+    """A field as a picture: the colours a browser gives a colour axis with plotly's Viridis stops
+    (interpolated here, tests/figure_arrays.py) at the ends and the middle of the range, values
     outside it clamped, NaN transparent, row k of the PNG = z[k]."""
     import base64
     import io
@@ -34,8 +35,10 @@ def test_field_image_uri_colours_like_plotly_and_refuses_what_it_cannot_draw() -
     z = np.array([[0.0, 5.0, 10.0], [-3.0, 30.0, np.nan]], dtype=np.float32)
     uri = field_image_uri(z, 0.0, 10.0)
     rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
-    want = [pc.unlabel_rgb(c) for c in pc.sample_colorscale("Viridis", [0.0, 0.5, 1.0])]
-    np.testing.assert_allclose(rgba[0, :, :3], np.array(want), atol=1.0)  # within one 8-bit step
+    from tests.figure_arrays import stop_colours
+
+    table = stop_colours(pc.get_colorscale("Viridis"), levels=255)
+    np.testing.assert_array_equal(rgba[0, :, :3], table[[0, 127, 254]])  # 5 of 0…10 is level 127
     np.testing.assert_array_equal(rgba[1, 0, :3], rgba[0, 0, :3])  # below the range: its bottom colour
     np.testing.assert_array_equal(rgba[1, 1, :3], rgba[0, 2, :3])  # above: its top colour
     assert rgba[1, 2, 3] == 0 and (rgba[0, :, 3] == 255).all()  # NaN transparent

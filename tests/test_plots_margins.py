@@ -88,16 +88,26 @@ def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
     assert np.all(gaps > 2.4)  # discs and their W labels (at 1.12) never overlap
     assert panel_titles(fig) == [a.text for a in fig.layout.annotations]
     assert all(t.startswith(build_margin(n).label) for t, n in zip(panel_titles(fig), names))
-    # the lines of all panels joined: one trace per kind, each panel's B1 moved to its centre
+    # the lines of all panels joined: one trace per kind, each panel's lines moved to its centre
     b1 = next(t for t in fig.data if t.name and t.name.startswith("B1"))
     xy = np.column_stack([np.asarray(b1.x, dtype=float), np.asarray(b1.y, dtype=float)])
-    assert np.allclose(xy[: len(planes[0].b1[0])], planes[0].b1[0])
     assert len(xy[np.isfinite(xy[:, 0])]) == sum(len(line) for p in planes for line in p.b1)
-    tips = [(round(x, 6), round(y, 6)) for x, y, size in
-            zip(fig.data[-2].x, fig.data[-2].y, fig.data[-2].marker.size) if size > 0]
-    assert len(tips) == 2 * len(planes)  # W_y and W_j arrowheads in every panel
-    assert sum(t == "W<sub>y</sub>" for t in fig.data[-1].text) == len(planes)
-    with pytest.raises(ValueError, match="one resolution"):
+    gap = np.full((1, 2), np.nan)
+    last = np.concatenate([part for line in planes[-1].b1 for part in (line, gap)][:-1]) + centres[-1]
+    np.testing.assert_allclose(xy[-len(last):], last, equal_nan=True)  # the last panel's B1, moved
+    arrows = next(t for t in fig.data if t.name == "W<sub>y</sub>, W<sub>j</sub>")
+    tips = np.array([(x, y) for x, y, size in zip(arrows.x, arrows.y, arrows.marker.size) if size > 0])
+    want = np.array([centre + vec for p, centre in zip(planes, centres) for vec in (p.w_y, p.w_j)])
+    np.testing.assert_allclose(tips, want, atol=1e-9)  # W_y and W_j arrowheads, in every panel
+    labels = next(t for t in fig.data if t.name == "W labels")
+    assert sum(t == "W<sub>y</sub>" for t in labels.text) == len(planes)
+    np.testing.assert_allclose(np.column_stack([labels.x, labels.y])[-1], centres[-1] + 1.12 * planes[-1].w_j)
+    # one panel, and more columns than panels: a single row
+    one = feature_plane_grid(planes[:1], cols=4)
+    assert one.layout.meta["panels"] == [[0.0, 0.0]]
+    np.testing.assert_allclose(panel_field(one, 0)[2], np.abs(planes[0].g), rtol=1e-6, equal_nan=True)
+    assert {cy for _, cy in feature_plane_grid(planes[:3], cols=6).layout.meta["panels"]} == {0.0}
+    with pytest.raises(ValueError, match="one grid"):
         feature_plane_grid([planes[0], feature_plane("arcface", resolution=31)])
     with pytest.raises(ValueError):
         feature_plane_grid([], cols=3)
@@ -108,29 +118,37 @@ def test_feature_plane_grid_has_one_panel_per_plane_on_one_scale() -> None:
 
 
 def test_feature_plane_grid_as_pictures_draws_what_the_heatmaps_hold() -> None:
-    """hover=False (the app's gallery): each field a PNG coloured as plotly colours the heatmap
-    (read back through plotly's own colour scale, tests/figure_arrays.py), NaN transparent, the
-    same panels, lines and colour bar."""
+    """hover=False (the app's gallery): each field a PNG coloured as the browser colours the heatmap
+    (read back through the colour axis's own stops, tests/figure_arrays.py), NaN transparent, the
+    same panels, lines and colour bar; a |g_j| panel amid the |g| panels shows in neither picture of
+    the other field."""
     planes = [feature_plane(build_margin(n), resolution=41, norm=30.0, z_hat=0.5, t=0.5)
-              for n in ("arcface", "sphereface", "curricularface")]
-    fields = ["g", "g", "g", "g_j"]
-    heat = feature_plane_grid(planes + planes[-1:], cols=3, fields=fields)
-    fig = _validated(feature_plane_grid(planes + planes[-1:], cols=3, fields=fields, hover=False))
+              for n in ("arcface", "curricularface", "sphereface")]
+    panels, fields = [planes[0], planes[1], planes[1], planes[2]], ["g", "g_j", "g", "g"]
+    heat = feature_plane_grid(panels, cols=3, fields=fields)
+    fig = _validated(feature_plane_grid(panels, cols=3, fields=fields, hover=False))
     assert [t.type for t in fig.data if t.type in ("heatmap", "image")] == ["image", "image"]  # |g|, |g_j|
     assert all(t.hoverinfo == "skip" for t in fig.data if t.type != "scatter" or t.mode != "text")
     q = picture_quantum(fig)
     assert q == pytest.approx(128.0 / 254)  # one colour level of 0…2s (255 levels)
-    for i, (plane, field) in enumerate(zip(planes + planes[-1:], fields)):
+    for i, (plane, field) in enumerate(zip(panels, fields)):
         x, y, z = panel_field(fig, i)
         want = np.minimum(np.abs(getattr(plane, field)), 128.0)  # clamped at the cap, like the heatmap
         np.testing.assert_array_equal(np.isnan(z), np.isnan(want))
         assert np.nanmax(np.abs(z - want)) <= q * (1 + 1e-6)
         np.testing.assert_allclose(x, panel_field(heat, i)[0], atol=1e-6)
-    assert np.nanmax(np.abs(getattr(planes[1], "g"))) > 128  # SphereFace saturates: the clamp was tested
+    assert np.nanmax(np.abs(planes[2].g)) > 128  # SphereFace saturates: the clamp was tested
+    # the browser colours with the stops the pictures were coloured with: an explicit list, not the
+    # name "Viridis" (plotly.js has its own Viridis, with other stops)
+    assert not isinstance(fig.layout.coloraxis.colorscale, str) and len(fig.layout.coloraxis.colorscale) > 2
+    assert fig.layout.coloraxis.colorscale == heat.layout.coloraxis.colorscale
+    assert feature_plane_figure(planes[0]).data[0].colorscale == fig.layout.coloraxis.colorscale
     # the colour bar: one shared axis, shown through a trace that draws nothing
     keys = [t for t in fig.data if t.type == "scatter" and t.marker.coloraxis == "coloraxis"]
     assert len(keys) == 1 and fig.layout.coloraxis.cmax == 128.0
-    kinds = lambda f: [(t.type, t.name) for t in f.data if t.type == "scatter" and t.name != "colour scale"]  # noqa: E731
+    def kinds(f: go.Figure) -> list[tuple[str, str]]:
+        return [(t.type, t.name) for t in f.data if t.type == "scatter" and t.name != "colour scale"]
+
     assert kinds(fig) == kinds(heat)
     assert panel_titles(fig) == panel_titles(heat)
 

@@ -43,7 +43,16 @@ from ..margins import (
 )
 
 _COLORSCALE = "Viridis"
-"""The colour scale of |g| in every feature plane."""
+"""The colour scale of |g| in every feature plane: plotly's (Python) stops, sent to the browser as a list
+(:func:`_colour_stops`), because plotly.js has its own Viridis with other stops than the pictures of
+:func:`~adaface_lab.plots.images.field_image_uri`."""
+
+
+def _colour_stops() -> list[list[Any]]:
+    """:data:`_COLORSCALE` as the explicit ``[[position, colour], …]`` the browser colours with."""
+    import plotly.colors as pc
+
+    return [[float(at), colour] for at, colour in pc.get_colorscale(_COLORSCALE)]
 
 G_CAP_IN_S = 2.0
 """Default colour cap of |g| in the feature planes, in units of s (|g| ≤ s for CosFace)."""
@@ -227,24 +236,23 @@ def _tip_sizes(x: np.ndarray, size: float = 16.0) -> np.ndarray:
     return np.where(ends, size, 0.0)
 
 
-def _plane_lines(plane: FeaturePlane) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _plane_lines(plane: FeaturePlane, zero_g: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The line parts of a plane's picture as (x, y) in plane coordinates, NaN between polylines:
     the unit ``circle``, ``b0``, ``b1``, the outline of the misclassified points an angle clip gives
-    no gradient (``zero_g``, empty when there are none) and W_y and W_j as ``arrows`` from the
-    origin."""
+    no gradient (``zero_g``; empty when there are none, or with ``zero_g=False``: a |g_j| plane) and
+    W_y and W_j as ``arrows`` from the origin."""
     (yx, yy), (jx, jy) = (float(v) for v in plane.w_y[:2]), (float(v) for v in plane.w_j[:2])
     empty = (np.array([]), np.array([]))
     return {
         "circle": (_CIRCLE.real, _CIRCLE.imag),
         "b0": _polylines(plane.b0),
         "b1": _polylines(plane.b1),
-        "zero_g": _mask_outline(plane) if plane.zero_g.any() else empty,
+        "zero_g": _mask_outline(plane) if zero_g and plane.zero_g.any() else empty,
         "arrows": (np.array([0.0, yx, np.nan, 0.0, jx]), np.array([0.0, yy, np.nan, 0.0, jy])),
     }
 
 
-def _line_traces(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], showlegend: bool,
-                 xa: str = "x", ya: str = "y") -> list[dict[str, Any]]:
+def _line_traces(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], showlegend: bool) -> list[dict[str, Any]]:
     """The line parts of :func:`_plane_lines` (one plane's, or several planes' joined) as styled
     traces: the circle, B0 dashed, B1 solid, the magenta fill (only when it has points: Plotly
     fills each NaN-separated outline on its own) and W_y, W_j as arrows.
@@ -253,7 +261,7 @@ def _line_traces(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], showlegend:
     by the browser on every redraw. The arrows are one line trace with an arrowhead marker at each
     tip, not layout annotations: Plotly redraws those on every update at several times the cost.)
     """
-    line = dict(type="scatter", mode="lines", hoverinfo="skip", xaxis=xa, yaxis=ya)
+    line = dict(type="scatter", mode="lines", hoverinfo="skip")
     (cx, cy), (b0x, b0y), (b1x, b1y) = lines["circle"], lines["b0"], lines["b1"]
     (ox, oy), (ax, ay) = lines["zero_g"], lines["arrows"]
     traces = [
@@ -274,28 +282,24 @@ def _line_traces(lines: Mapping[str, tuple[np.ndarray, np.ndarray]], showlegend:
     return traces
 
 
-def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str | None,
+def _plane_traces(plane: FeaturePlane, zmin: float, zmax: float, colorbar_title: str,
                   showlegend: bool, field: str = "g") -> list[dict[str, Any]]:
     """Heatmap of |g| or |g_j| (NaN outside the disc is transparent), the unit circle, B0 and B1,
     the misclassified points an angle clip gives no gradient (on the |g| plane) and the arrows."""
     name = _FIELDS[field][0]
     heat: dict[str, Any] = dict(
         type="heatmap", x=plane.x, y=plane.y, z=np.abs(getattr(plane, field)).astype(np.float32),
-        zsmooth=False, hoverongaps=False, name=name, zmin=zmin, zmax=zmax, colorscale=_COLORSCALE,
+        zsmooth=False, hoverongaps=False, name=name, zmin=zmin, zmax=zmax, colorscale=_colour_stops(),
         colorbar=dict(title=dict(text=colorbar_title), thickness=14),
         hovertemplate=f"x=%{{x:.2f}}, y=%{{y:.2f}}<br>{name}=%{{z:.1f}}<extra></extra>",
     )
-    lines = _plane_lines(plane)
-    if field != "g":
-        lines["zero_g"] = (np.array([]), np.array([]))
-    return [heat] + _line_traces(lines, showlegend)
+    return [heat] + _line_traces(_plane_lines(plane, zero_g=field == "g"), showlegend)
 
 
-def _arrow_labels(plane: FeaturePlane, xref: str = "x", yref: str = "y",
-                  size: int = 15) -> list[dict[str, Any]]:
+def _arrow_labels(plane: FeaturePlane) -> list[dict[str, Any]]:
     """W_y and W_j written at the tips of their arrows (:func:`_line_traces`)."""
-    return [dict(x=1.12 * float(vec[0]), y=1.12 * float(vec[1]), xref=xref, yref=yref,
-                 showarrow=False, text=text, font=dict(size=size, color="black"))
+    return [dict(x=1.12 * float(vec[0]), y=1.12 * float(vec[1]), xref="x", yref="y",
+                 showarrow=False, text=text, font=dict(size=15, color="black"))
             for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
 
 
@@ -338,17 +342,25 @@ def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
     return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True, field=field), layout)
 
 
-GRID_PITCH = (2.5, 2.9)
+_GRID_PITCH = (2.5, 2.9)
 """Distance between the centres of neighbouring panels of :func:`feature_plane_grid`, across and
 down, in units of the disc's radius (the disc spans ±1, the W labels reach 1.2; down, a band of
 0.5 above each disc holds its title)."""
 
 
-def _grid_cells(plane: FeaturePlane) -> tuple[float, int, int]:
-    """(grid step, panel pitch across, panel pitch down) of a grid of ``plane``'s resolution, the
-    pitches in whole grid steps so that every panel's cells fall on one shared grid."""
-    step = float(plane.x[1] - plane.x[0])
-    return step, round(GRID_PITCH[0] / step), round(GRID_PITCH[1] / step)
+def _grid_cells(planes: Sequence[FeaturePlane]) -> tuple[float, int, int]:
+    """(grid step, panel pitch across, panel pitch down) of a grid of ``planes``, the pitches in whole
+    grid steps so that every panel's cells fall on one shared grid. The planes must share
+    :func:`~adaface_lab.gst.feature_plane`'s grid, x = y = linspace(−1, 1, R), one R."""
+    side = len(planes[0].x)
+    axis = np.linspace(-1.0, 1.0, side)
+    if any(len(p.x) != side or not (np.allclose(p.x, axis, atol=1e-5) and np.allclose(p.y, axis, atol=1e-5))
+           for p in planes):
+        found = sorted({len(p.x) for p in planes})
+        raise ValueError(f"feature_plane_grid needs planes on one grid, x = y = linspace(-1, 1, R) with one R "
+                         f"(feature_plane's); got R in {found}")
+    step = float(axis[1] - axis[0])
+    return step, round(_GRID_PITCH[0] / step), round(_GRID_PITCH[1] / step)
 
 
 def _joined(parts: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -364,6 +376,36 @@ def _joined(parts: Sequence[tuple[np.ndarray, np.ndarray]],
     return np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
 
 
+def _grid_fields(planes: Sequence[FeaturePlane], fields: Sequence[str], spots: Sequence[tuple[int, int]],
+                 cells: tuple[float, int, int], z_range: tuple[float, float], hover: bool) -> list[dict[str, Any]]:
+    """The fields of :func:`feature_plane_grid`'s panels (``spots``: each panel's (row, col), row 0 on top;
+    ``cells``: :func:`_grid_cells`): per field, one heatmap over the panels that show it (NaN between
+    them), or with ``hover=False`` one picture, plus a trace that draws nothing and carries the colour bar."""
+    (step, across, down), side, (zmin, zmax) = cells, len(planes[0].x), z_range
+    traces = []
+    for field in dict.fromkeys(fields):
+        mine = [i for i, f in enumerate(fields) if f == field]
+        first, last = min(spots[i][0] for i in mine), max(spots[i][0] for i in mine)  # rows
+        left, right = min(spots[i][1] for i in mine), max(spots[i][1] for i in mine)
+        z = np.full(((last - first) * down + side, (right - left) * across + side), np.nan, dtype=np.float32)
+        for i in mine:
+            row, col = spots[i]
+            r0, c0 = (last - row) * down, (col - left) * across  # z's row 0 is the lowest panel's
+            z[r0:r0 + side, c0:c0 + side] = np.abs(getattr(planes[i], field))
+        name = _FIELDS[field][0]
+        where = dict(x0=-1.0 + left * across * step, dx=step, y0=-1.0 - last * down * step, dy=step, name=name)
+        if hover:
+            traces.append(dict(type="heatmap", z=z, zsmooth=False, hoverongaps=False, coloraxis="coloraxis",
+                               hovertemplate=f"{name} = %{{z:.1f}}<extra></extra>", **where))
+        else:
+            traces.append(dict(type="image", source=field_image_uri(z, zmin, zmax, _COLORSCALE),
+                               zsmooth=False, hoverinfo="skip", **where))
+    if not hover:  # the colour bar's key: no point to draw, only the shared colour axis
+        traces.append(dict(type="scatter", mode="markers", x=[None], y=[None], hoverinfo="skip",
+                           showlegend=False, name="colour scale", marker=dict(color=[zmin], coloraxis="coloraxis")))
+    return traces
+
+
 def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        titles: Sequence[str] | None = None,
                        g_range: tuple[float, float] | None = None, *,
@@ -372,22 +414,23 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
                        uirevision: str = "feature-plane-grid") -> go.Figure:
     """Small multiples of :func:`feature_plane_figure` (the gallery, paper Fig. 3): ``cols``
     panels per row on one shared colour scale (default ``(0, 2·max s)``). ``fields``: per panel,
-    "g" (default) or "g_j" (the negative class's |g_j|). The planes must share one resolution.
+    "g" (default) or "g_j" (the negative class's |g_j|). The planes must share one grid (one
+    resolution of :func:`~adaface_lab.gst.feature_plane`).
 
     All panels are drawn on one pair of axes with equal aspect: panel ``i`` is its plane moved to
-    the centre ``layout.meta["panels"][i]`` (data coordinates, :data:`GRID_PITCH` apart), its
+    the centre ``layout.meta["panels"][i]`` (data coordinates, 2.5 across and 2.9 down apart), its
     field a block of the heatmap that holds every panel of that field (NaN, transparent, between
     them; a second heatmap when a panel shows |g_j|), its lines joined with the other panels' into
-    one trace per kind, its title an annotation above it.
-    A browser redraws one subplot of a few traces in about half the time of a subplot per panel
-    (bench/bench_app_browser.py), which is what a slider move of the app's gallery waits for.
-    ``panel_height``: the pixel height of a disc when the figure is wide enough for ``cols``
-    panels of that size.
+    one trace per kind, its title an annotation above it. A browser redraws one subplot of a few
+    traces much sooner than a subplot per panel (the app's gallery: a key press ~350 → ~230 ms,
+    bench/bench_app_browser.py). ``panel_height``: the pixel height of a panel's ±1.2 square (the
+    disc and its W labels) when the figure is wide enough for ``cols`` of them. Hovering a heatmap
+    shows the value (not x and y: those are the panel's position).
 
-    ``hover=False`` draws each field as a picture instead: a PNG coloured here as the heatmap
-    would colour it (:func:`~adaface_lab.plots.images.field_image_uri`, 256 levels), which the
-    browser shows as it is. Hovering then shows no values, but the figure is a fifth of the bytes
-    and a browser redraws it about 80 ms sooner (the app's gallery, bench/bench_app_browser.py).
+    ``hover=False`` draws each field as a picture instead: a palette PNG coloured here as the
+    browser colours the heatmap (:func:`~adaface_lab.plots.images.field_image_uri`, 255 levels),
+    shown as it is. Hovering then shows no values, but the browser neither parses nor colours the
+    field (the app's gallery: ~1.5 MB less per change, bench/bench_app_browser.py).
     """
     if not planes:
         raise ValueError("feature_plane_grid needs at least one plane")
@@ -400,71 +443,39 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         raise ValueError(f"{len(fields)} fields for {len(planes)} planes")
     for field in fields:
         _check_field(field)
-    side = len(planes[0].x)
-    if any(len(p.x) != side or not np.allclose(p.x, planes[0].x) for p in planes):
-        found = sorted({len(p.x) for p in planes})
-        raise ValueError(f"feature_plane_grid needs planes of one resolution, got {found}")
+    step, across, down = _grid_cells(planes)
     cols = min(cols, len(planes))
-    rows = math.ceil(len(planes) / cols)
     if titles is None:
         titles = [_plane_title(p) + (" · negative class" if f == "g_j" else "") for p, f in zip(planes, fields)]
     titles = [_with_choices(t, p.margin, "<br>") for t, p in zip(titles, planes)]
     zmin, zmax, cbar = _plane_cap(planes, g_range, *dict.fromkeys(fields))
 
-    step, across, down = _grid_cells(planes[0])
     spots = [divmod(i, cols) for i in range(len(planes))]  # (row, col), row 0 on top
     centres = [(col * across * step, -row * down * step) for row, col in spots]
-    heatmaps = []
-    for field in dict.fromkeys(fields):  # one heatmap per field, over the panels that show it
-        mine = [i for i, f in enumerate(fields) if f == field]
-        first, last = min(spots[i][0] for i in mine), max(spots[i][0] for i in mine)  # rows
-        left, right = min(spots[i][1] for i in mine), max(spots[i][1] for i in mine)
-        z = np.full(((last - first) * down + side, (right - left) * across + side), np.nan, dtype=np.float32)
-        for i in mine:
-            row, col = spots[i]
-            r0, c0 = (last - row) * down, (col - left) * across  # z's row 0 is the lowest panel's
-            z[r0:r0 + side, c0:c0 + side] = np.abs(getattr(planes[i], field))
-        name = _FIELDS[field][0]
-        where = dict(x0=float(planes[0].x[0]) + left * across * step, dx=step,
-                     y0=float(planes[0].y[0]) - last * down * step, dy=step, name=name)
-        if hover:
-            heatmaps.append(dict(type="heatmap", z=z, zsmooth=False, hoverongaps=False, coloraxis="coloraxis",
-                                 hovertemplate=f"{name} = %{{z:.1f}}<extra></extra>", **where))
-        else:
-            heatmaps.append(dict(type="image", source=field_image_uri(z, zmin, zmax, _COLORSCALE),
-                                 zsmooth=False, hoverinfo="skip", **where))
-    if not hover:  # the colour bar's key: no point to draw, only the shared colour axis
-        heatmaps.append(dict(type="scatter", mode="markers", x=[None], y=[None], hoverinfo="skip",
-                             showlegend=False, name="colour scale",
-                             marker=dict(color=[zmin], coloraxis="coloraxis")))
-
-    per_panel = [_plane_lines(p) for p in planes]
-    for lines, field in zip(per_panel, fields):
-        if field != "g":
-            lines["zero_g"] = (np.array([]), np.array([]))
-    lines = {kind: _joined([p[kind] for p in per_panel], centres) for kind in per_panel[0]}
+    field_traces = _grid_fields(planes, fields, spots, (step, across, down), (zmin, zmax), hover)
+    per_panel = [_plane_lines(p, zero_g=f == "g") for p, f in zip(planes, fields)]
+    joined = {kind: _joined([p[kind] for p in per_panel], centres) for kind in per_panel[0]}
     labels = [(cx + 1.12 * float(vec[0]), cy + 1.12 * float(vec[1]), text)
               for plane, (cx, cy) in zip(planes, centres)
               for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
     lx, ly, lt = (list(v) for v in zip(*labels))
     label_trace = dict(type="scatter", mode="text", x=lx, y=ly, text=lt, hoverinfo="skip",
                        showlegend=False, name="W labels", textfont=dict(size=12, color="black"))
-    data = heatmaps + _line_traces(lines, showlegend=True) + [label_trace]
+    data = field_traces + _line_traces(joined, showlegend=True) + [label_trace]
 
-    (cx_max, _), (_, cy_min) = centres[min(cols, len(planes)) - 1], centres[-1]
-    top = 1.2 + GRID_PITCH[1] - 2.4  # the title band above the first row's discs
-    px_per_unit = panel_height / 2.4
-    height = round((-cy_min + 1.2 + top) * px_per_unit) + 50
+    (cx_max, _), (_, cy_min) = centres[cols - 1], centres[-1]
+    top = 1.2 + _GRID_PITCH[1] - 2.4  # the title band above the first row's discs
+    height = round((-cy_min + 1.2 + top) * panel_height / 2.4) + 50
     annotations = [dict(x=cx, y=cy + 1.2, xref="x", yref="y", text=title, showarrow=False,
                         xanchor="center", yanchor="bottom", font=dict(size=12))
                    for (cx, cy), title in zip(centres, titles)]
     layout = dict(
         xaxis=_disc_axis(-1.2, cx_max + 1.2),
-        # a figure wider than its height asks for keeps its panels at the top, space below
+        # a figure too narrow for its height keeps its panels at the top, the space below them
         yaxis=_disc_axis(cy_min - 1.2, top, scaleanchor="x", scaleratio=1, constraintoward="top"),
         annotations=annotations,
         meta=dict(panels=[[cx, cy] for cx, cy in centres]),
-        coloraxis=dict(colorscale=_COLORSCALE, cmin=zmin, cmax=zmax,
+        coloraxis=dict(colorscale=_colour_stops(), cmin=zmin, cmax=zmax,
                        colorbar=dict(title=dict(text=cbar), thickness=14)),
         legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom", **_LEGEND_DARK),
         height=height, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
@@ -737,7 +748,6 @@ def save_figure(fig: go.Figure, path_html: str | os.PathLike[str] | None,
 
 
 __all__ = [
-    "GRID_PITCH",
     "G_CAP_IN_S",
     "MethodSpec",
     "adaface_terms_figure",

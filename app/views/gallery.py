@@ -31,7 +31,7 @@ P = controls()
 OTHERS = other_margin_controls((*MARGIN, *MAPPING, "zhat"))  # every other method's parameters
 PARAMS = [P[k] for k in (*MARGIN, *NORMS, "cols", *MAPPING, *OTHERS)]
 GALLERY_RESOLUTION = 121
-GALLERY_PANEL_PX = 260  # a disc's height: four panels per row fill a wide page's main column
+GALLERY_PANEL_PX = 260  # a panel's height (disc and labels): four per row fill a wide page's main column
 EVERY_BUT_COLS = tuple(p.key for p in PARAMS if p.key != "cols")
 RERUNS = fragment_reruns({"gallery:summary": EVERY_BUT_COLS, "gallery:grid": [p.key for p in PARAMS],
                           "gallery:gst": EVERY_BUT_COLS})
@@ -97,7 +97,7 @@ def grid() -> None:
     planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _, _ in panels]
     titles = [title + (" · |g<sub>j</sub>| of the negative" if field == "g_j" else "")
               for _, _, title, field in panels]
-    # hover=False: each field a picture coloured on the server, ~80 ms sooner in the browser per change
+    # hover=False: each field a picture coloured on the server (the browser neither parses nor colours it)
     show_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=GALLERY_PANEL_PX,
                                   fields=[field for *_, field in panels], hover=False), key="grid_chart")
     st.caption("One colour scale for all panels: |g| clipped at 2s (drawn as pictures, so hovering "
