@@ -153,6 +153,46 @@ def test_a_sweep_judges_its_own_runs_when_another_invocation_starts_meanwhile(
         shutil.rmtree(other, ignore_errors=True)
 
 
+def test_another_spec_is_refused_while_a_sweep_runs_in_its_folder(
+        sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """While a live process runs the folder's sweep, an invocation with another grid would overwrite its
+    sweep.json and tables: refused, one error line, nothing written; the same spec may join; a mark whose
+    process is gone is taken over."""
+    import socket
+
+    from adaface_lab.experiments import SweepBusy, SweepFolder, SweepSpec
+
+    spec = {k: v for k, v in json.loads((sweep / "sweep.json").read_text()).items() if k not in ("execution", "store")}
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    mark = sweep / "running.json"
+    try:
+        mark.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": time.time(),
+                                    "spec": spec}))  # fmt: skip
+        before = {name: (sweep / name).read_bytes() for name in ("sweep.json", "summary.csv", "runs.csv")}
+        queues = sorted((sweep / ".queue").iterdir())
+        capsys.readouterr()
+        assert main(["sweep", "--grid", "head=arcface,cosface", "--seeds", "2", "--out", str(sweep), *TINY]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and f"process {holder.pid}" in err[-1] and "Traceback" not in "".join(err)
+        assert {name: (sweep / name).read_bytes() for name in before} == before
+        assert sorted((sweep / ".queue").iterdir()) == queues  # no queue, nothing trained
+        # the same spec joins (nothing to train) and leaves the holder's mark
+        assert main(["sweep", *GRID, "--seeds", "2", "--jobs", "2", "--out", str(sweep), "--baseline",
+                     "head=cosface", *TINY]) == 0  # fmt: skip
+        assert json.loads(mark.read_text())["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its mark is stale, taken over and released
+    folder = SweepFolder(sweep)
+    other = SweepSpec.parse(["head=arcface"], 1, {"epochs": 1})
+    folder.claim(other)
+    assert json.loads(mark.read_text())["pid"] == os.getpid()
+    folder.release()
+    assert not mark.exists()
+    assert issubclass(SweepBusy, Exception)
+
+
 def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -42,6 +42,7 @@ from .sweep import (
     SPEC,
     SUMMARY_CSV,
     PlannedRun,
+    SweepBusy,
     SweepFolder,
     SweepResults,
     SweepSpec,
@@ -63,7 +64,8 @@ __all__ = [
     "register_metric",
     "CONFIDENCE", "Interval", "beyond_noise", "compare_with_baseline", "interval_sign", "noise_verdict", "sign_verdict",
     "summarise", "t_interval",
-    "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV", "PlannedRun", "SweepFolder", "SweepResults", "SweepSpec",
+    "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV", "PlannedRun", "SweepBusy", "SweepFolder", "SweepResults",
+    "SweepSpec",
     "find_sweeps", "format_summary", "full_head_params", "load_sweep", "queue_status", "run_sweep", "run_sweeps",
     "sweep_status",
 ]  # fmt: skip

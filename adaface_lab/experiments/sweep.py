@@ -20,7 +20,10 @@ The sweep folder (``out``):
 - ``runs/`` and ``metrics/`` — the store: the run cache (:func:`adaface_lab.runs.get_or_train`, one folder
   per distinct config) and each run's metrics. ``store=`` puts them elsewhere, so that several sweeps
   share runs: a setting two sweeps have in common is trained once;
-- ``.queue/<time>/`` — each invocation's tasks, the state of each, and the workers' logs.
+- ``.queue/<time>/`` — each invocation's tasks, the state of each, and the workers' logs;
+- ``running.json`` — while an invocation runs: its process, host, start and spec. A second invocation with
+  another spec is refused while that process lives on this host (the two would overwrite each other's
+  ``sweep.json`` and tables); one with the same spec may join it (its runs are trained once, in the cache).
 
 Runs are trained in the cache's way (into a temporary folder, moved into place when complete), so a second
 invocation trains nothing that is done and one killed half-way resumes with the runs it had not finished.
@@ -45,6 +48,7 @@ import pandas as pd
 
 from .._atomic import atomic_path, write_text_atomic
 from ..config import TrainConfig
+from ..errors import LabError
 from ..heads import HEADS, build_head
 from ..margins import build_margin
 from ..runs import cached_progress, cached_run_path
@@ -53,11 +57,16 @@ from .grid import Axis, GridError, grid_points, parse_grid, parse_point, point_l
 from .metrics import MetricSettings, compute_metrics, metric_names
 from .stats import compare_with_baseline, noise_verdict, summarise
 
-__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "run_sweep", "run_sweeps", "load_sweep",
-           "sweep_status", "queue_status", "find_sweeps", "format_summary", "full_head_params",
+__all__ = ["SweepSpec", "PlannedRun", "SweepFolder", "SweepResults", "SweepBusy", "run_sweep", "run_sweeps",
+           "load_sweep", "sweep_status", "queue_status", "find_sweeps", "format_summary", "full_head_params",
            "SPEC", "RUNS_CSV", "SUMMARY_CSV", "COMPARISON_CSV"]  # fmt: skip
 
 SPEC, RUNS_CSV, SUMMARY_CSV, COMPARISON_CSV = "sweep.json", "runs.csv", "summary.csv", "comparison.csv"
+RUNNING = "running.json"
+
+
+class SweepBusy(LabError):
+    """Another invocation with another spec is running in the sweep's folder."""
 
 
 # --------------------------------------------------------------------------- what to run
@@ -185,6 +194,36 @@ class SweepFolder:
 
     def csv(self, name: str) -> Path:
         return self.path / name
+
+    def claim(self, spec: "SweepSpec") -> None:
+        """Mark the folder as run by this process for ``spec`` (``running.json``); raise :class:`SweepBusy`
+        when another live process on this host runs another spec there. A mark whose process is gone is
+        stale and taken over."""
+        mark = self.path / RUNNING
+        try:
+            held = json.loads(mark.read_text())
+            pid, host, their_spec = int(held["pid"]), held["host"], held["spec"]
+        except (OSError, ValueError, KeyError, TypeError):
+            held = None  # none, or damaged: nothing to respect
+        mine = spec.to_json()
+        if (held is not None and host == socket.gethostname() and pid != os.getpid() and process_alive(pid)
+                and their_spec != json.loads(json.dumps(mine, default=str))):
+            since = time.strftime("%H:%M:%S", time.localtime(float(held.get("started", 0))))
+            raise SweepBusy(f"{self.path}: another sweep with a different grid or settings is running there "
+                            f"(process {pid}, since {since}); wait for it to end, or give another --out")
+        if held is not None and host == socket.gethostname() and pid != os.getpid() and process_alive(pid):
+            return  # the same spec, live: joined, and the mark stays its holder's
+        write_text_atomic(mark, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                            "started": time.time(), "spec": mine}, indent=1, default=str))
+
+    def release(self) -> None:
+        """Remove this process's ``running.json`` (another invocation's is left alone)."""
+        mark = self.path / RUNNING
+        try:
+            if int(json.loads(mark.read_text())["pid"]) == os.getpid():
+                mark.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
 
     def latest_queue(self) -> Path | None:
         queues = sorted((self.path / ".queue").glob("*/tasks.json"))
@@ -318,6 +357,7 @@ def _prepare(spec: SweepSpec, out: str | os.PathLike[str], store: str | os.PathL
     """The sweep's folder (with its ``sweep.json``), its runs, and a task per run (done: not to do)."""
     folder = SweepFolder(out, store)
     folder.path.mkdir(parents=True, exist_ok=True)
+    folder.claim(spec)  # before sweep.json: another spec's live invocation keeps its own
     write_text_atomic(folder.spec_file, json.dumps({**spec.to_json(), "execution": dataclasses.asdict(execution),
                                                     "store": str(folder.store.resolve())}, indent=1, default=str))
     planned = spec.plan(folder.cache)
@@ -339,12 +379,25 @@ def run_sweeps(sweeps: Sequence[tuple[SweepSpec, str | os.PathLike[str]]], execu
                store: str | os.PathLike[str] | None = None, progress: bool = True) -> list[SweepResults]:  # fmt: skip
     """Several sweeps ``(spec, out)`` sharing one ``store``, run by one set of workers (a run two sweeps have in
     common is made once); the results in the same order. See :func:`run_sweep`."""
-    from .monitor import Monitor
-
     execution = execution or Execution()
     if len(sweeps) > 1 and store is None:
         raise ValueError("sweeps run together share one store: give store=")
-    prepared = [_prepare(spec, out, store, execution) for spec, out in sweeps]
+    prepared: list[tuple[SweepFolder, list[PlannedRun], list[Task]]] = []
+    try:
+        for spec, out in sweeps:
+            prepared.append(_prepare(spec, out, store, execution))
+        return _run_prepared(sweeps, prepared, execution, progress)
+    finally:
+        for folder, _, _ in prepared:
+            folder.release()
+
+
+def _run_prepared(sweeps: Sequence[tuple[SweepSpec, str | os.PathLike[str]]],
+                  prepared: Sequence[tuple[SweepFolder, list[PlannedRun], list[Task]]], execution: Execution,
+                  progress: bool) -> list[SweepResults]:  # fmt: skip
+    """:func:`run_sweeps` once every folder is claimed: one queue for all, run; each sweep's tables."""
+    from .monitor import Monitor
+
     union: dict[str, Task] = {}
     for _, _, tasks in prepared:
         for task in tasks:
