@@ -500,3 +500,27 @@ def test_pairs_from_held_out_identities() -> None:
     assert again.sources == pairs.sources and other.sources != pairs.sources
     with pytest.raises(ValueError, match="distinct same-identity"):
         pairs_from_identities(ds, held_out, n_pairs=200, seed=0)  # only 4*10 genuine pairs exist
+
+
+def test_load_images_decodes_a_repeated_source_once() -> None:
+    """Held-out pairs reuse few images many times: each distinct source is made once and copied; a
+    source that cannot be read marks every pair that uses it, with one warning."""
+    from adaface_lab.data.verification import CorruptImageError, VerificationPairs
+
+    calls: list[int] = []
+
+    def loader(source: int) -> torch.Tensor:
+        calls.append(source)
+        if source == 9:
+            raise CorruptImageError(f"image {source}", "unreadable")
+        return torch.full((3, 4, 4), source, dtype=torch.uint8)
+
+    sources = [1, 2, 1, 3, 2, 3, 9, 1, 9, 2]  # five pairs; source 9 in pairs 3 and 4
+    pairs = VerificationPairs(sources, np.array([True, False, True, False, True]), np.zeros(5), loader=loader)
+    with pytest.warns(RuntimeWarning) as warned:
+        images, valid = pairs.load_images(progress=False)
+    assert sorted(calls) == [1, 2, 3, 9] and len(warned) == 1
+    assert [int(img[0, 0, 0]) for img in images] == [1, 2, 1, 3, 2, 3, 0, 1, 0, 2]
+    assert valid.tolist() == [True, True, True, False, False]
+    unhashable = VerificationPairs([[1], [1]], np.array([True]), np.zeros(1), loader=lambda s: loader(s[0]))
+    assert unhashable.load_images(progress=False)[0].shape == (2, 3, 4, 4)  # decoded each time, still right

@@ -235,7 +235,8 @@ class VerificationPairs:
         """Decode all 2P images: (uint8 (2P, 3, H, W), valid (P,) bool).
 
         An image that fails to decode becomes zeros, is warned about once, and marks its pair
-        invalid, so an evaluation can leave it out and report the count. The output is allocated
+        invalid, so an evaluation can leave it out and report the count. A source met again (held-out
+        pairs reuse few images many times) is decoded once and copied. The output is allocated
         from the first decoded image's shape: ValueError when it would exceed ``max_bytes``, or as
         soon as an image of another shape turns up (pass ``size`` to resize them all).
         """
@@ -243,7 +244,19 @@ class VerificationPairs:
         out: torch.Tensor | None = None
         valid = np.ones(len(self), dtype=bool)
         bad: list[int] = []
+        first: dict[Any, int] = {}  # a source → where it was first decoded
         for i in tqdm(range(n), desc=f"decoding {self.name}", unit="img", disable=not progress or n < 2000):
+            try:
+                seen = first.setdefault(self.sources[i], i)
+            except TypeError:  # an unhashable source: decoded every time
+                seen = i
+            if seen != i:
+                if seen in bad or out is None:
+                    valid[i // 2] = False
+                    bad.append(i)
+                else:
+                    out[i] = out[seen]
+                continue
             try:
                 image = self.image(i)
             except (CorruptImageError, OSError) as e:

@@ -44,7 +44,6 @@ import torch
 
 from .._registry import Registry
 from ..analysis import quality_correlations
-from ..data.verification import CorruptImageError, VerificationPairs
 from ..evaluate import DEFAULT_FAR_TARGETS, evaluate_pairs, pair_quality_bins, verification_by_bin
 from ..runs import HeldOutPairs, Run
 
@@ -98,7 +97,7 @@ class RunMetrics:
             return None
         return evaluate_pairs(self.run.backbone(self.device), self.heldout.pairs,
                               channel_order=self.run.config.get("channel_order", "rgb"),
-                              images=_pair_images(self.heldout.pairs), far_targets=self.settings.far_targets,
+                              images=self.heldout.pairs.load_images(progress=False), far_targets=self.settings.far_targets,
                               progress=False)  # fmt: skip
 
     @cached_property
@@ -114,18 +113,6 @@ class RunMetrics:
             "norm_a": result["norms"][:, 0], "norm_b": result["norms"][:, 1],
             "bin": pair_quality_bins(held.quality), "quality_source": held.source,
         })  # fmt: skip
-
-
-def _pair_images(pairs: VerificationPairs) -> tuple[torch.Tensor, np.ndarray]:
-    """``pairs.load_images()``, each distinct image made once (held-out pairs reuse few images many times)."""
-    try:
-        first: dict[Any, int] = {}
-        for i, source in enumerate(pairs.sources):
-            first.setdefault(source, i)
-        made = {source: pairs.image(i) for source, i in first.items()}
-    except (CorruptImageError, OSError, TypeError):  # unreadable or unhashable sources: the reader's own way
-        return pairs.load_images(progress=False)
-    return torch.stack([made[s] for s in pairs.sources]), np.ones(len(pairs), dtype=bool)
 
 
 # --------------------------------------------------------------------------- the registry
