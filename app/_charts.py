@@ -5,7 +5,9 @@ the chart away and draws it from scratch (and re-themes its whole JSON first): o
 that was most of a slider move's 700 ms. :func:`show_chart` instead hands the figure's JSON to a small
 component (``st.components.v2``) that keeps one Plotly graph per ``key`` and calls ``Plotly.react``
 on it — and nothing at all when the JSON did not change. Plotly itself is the copy Streamlit
-ships (the module that ``st.plotly_chart`` loads), so no second copy of plotly.js is served.
+ships (the module that ``st.plotly_chart`` loads), so no second copy of plotly.js is served. A figure
+of fixed shape (``layout.meta.aspect``) is made as tall as its drawn width asks, and again when the
+page's width changes.
 
 Where that is not available (a Streamlit without components v2, or without its Plotly module), the
 charts fall back to ``st.plotly_chart``.
@@ -41,6 +43,21 @@ function plotly() {
   return window.__adafaceLabPlotly;
 }
 
+function fittedHeight(gd, layout) {
+  // a figure of fixed shape (layout.meta.aspect: its data's height ÷ width, the gallery's grid):
+  // the height its drawn width asks for, from the last draw's plot area; null for any other figure
+  const aspect = layout.meta && layout.meta.aspect;
+  const size = gd._fullLayout && gd._fullLayout._size;
+  return aspect && size ? Math.round(size.w * aspect + size.t + size.b) : null;
+}
+
+function refit(gd, Plotly) {  // after a draw: a figure of fixed shape as tall as its width asks
+  const height = fittedHeight(gd, gd.layout);
+  if (height === null || Math.abs(height - gd._fullLayout.height) <= 4) return Promise.resolve();
+  gd.style.minHeight = height + 'px';
+  return Plotly.relayout(gd, { height });
+}
+
 export default function ({ parentElement, data }) {
   let gd = parentElement.querySelector(':scope > .adaface-lab-chart');
   if (!gd) {
@@ -48,13 +65,17 @@ export default function ({ parentElement, data }) {
     gd.className = 'adaface-lab-chart';
     gd.dataset.renders = '0';
     parentElement.appendChild(gd);
-    new ResizeObserver(() => { if (gd._fullLayout && window.Plotly) window.Plotly.Plots.resize(gd); })
-      .observe(parentElement);
+    new ResizeObserver(() => {
+      if (gd._fullLayout && window.Plotly) {
+        window.Plotly.Plots.resize(gd).then(() => refit(gd, window.Plotly));
+      }
+    }).observe(parentElement);
   }
   const text = new TextDecoder().decode(data);
   if (gd.__spec !== text) {  // an unchanged figure costs nothing
     gd.__spec = text;
     const fig = JSON.parse(text);
+    fig.layout.height = fittedHeight(gd, fig.layout) || fig.layout.height;
     gd.style.minHeight = (fig.layout.height || 450) + 'px';
     plotly().then(Plotly => {
       if (gd.__spec !== text) return;  // a newer figure came meanwhile
@@ -64,6 +85,7 @@ export default function ({ parentElement, data }) {
       if (title && title.text) title.text = '<b>' + title.text + '</b>';
       fig.layout.autosize = true;
       return Plotly.react(gd, fig.data, fig.layout, { ...fig.config, responsive: true })
+        .then(() => refit(gd, Plotly))
         .then(() => { gd.dataset.renders = String(Number(gd.dataset.renders) + 1); });
     }).catch(err => { gd.textContent = 'The chart could not be drawn: ' + err; });
   }
@@ -157,8 +179,14 @@ def chart_spec(fig: go.Figure) -> bytes:
 
 
 def show_chart(fig: go.Figure, key: str) -> None:
-    """Draw ``fig`` under ``key``; a later run with the same key updates that chart in place."""
+    """Draw ``fig`` under ``key``; a later run with the same key updates that chart in place.
+
+    A figure whose ``layout.meta`` holds an ``aspect`` (its data's height ÷ width, e.g.
+    :func:`adaface_lab.plots.feature_plane_grid`) is drawn as tall as the page's width asks, not
+    at its ``layout.height`` (which only sizes the first draw)."""
     if _CHART is None:
         st.plotly_chart(fig, width="stretch", config=CHART_CONFIG, key=key)
         return
-    _CHART(key=key, data=chart_spec(fig), height=int(fig.layout.height or 450))
+    meta = fig.layout.meta
+    fitted = isinstance(meta, dict) and "aspect" in meta
+    _CHART(key=key, data=chart_spec(fig), height="content" if fitted else int(fig.layout.height or 450))

@@ -499,7 +499,7 @@ def test_gallery_curricularface_t_changes_the_negatives_not_the_target() -> None
     at = _gallery(_run())
     before = _chart(at, "grid_chart")
     titles = panel_titles(before)
-    target, negative = _panel(titles, "CurricularFace, t=0<br>"), _panel(titles, "of the negative")
+    target, negative = _panel(titles, "CurricularFace<br>t=0"), _panel(titles, "(negative)")
     _slider(at, "gallery", "ct").set_value(0.8).run()
     after = _chart(at, "grid_chart")
     assert "t=0.8" in panel_titles(after)[target]

@@ -342,10 +342,10 @@ def feature_plane_figure(plane: FeaturePlane, title: str | None = None,
     return _figure(_plane_traces(plane, zmin, zmax, cbar, showlegend=True, field=field), layout)
 
 
-_GRID_PITCH = (2.5, 2.9)
+_GRID_PITCH = (2.5, 3.0)
 """Distance between the centres of neighbouring panels of :func:`feature_plane_grid`, across and
 down, in units of the disc's radius (the disc spans ±1, the W labels reach 1.2; down, a band of
-0.5 above each disc holds its title)."""
+0.6 above each disc holds its title, two lines even where a panel is only ~150 px wide)."""
 
 
 def _grid_cells(planes: Sequence[FeaturePlane]) -> tuple[float, int, int]:
@@ -418,14 +418,15 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
     resolution of :func:`~adaface_lab.gst.feature_plane`).
 
     All panels are drawn on one pair of axes with equal aspect: panel ``i`` is its plane moved to
-    the centre ``layout.meta["panels"][i]`` (data coordinates, 2.5 across and 2.9 down apart), its
+    the centre ``layout.meta["panels"][i]`` (data coordinates, 2.5 across and 3.0 down apart), its
     field a block of the heatmap that holds every panel of that field (NaN, transparent, between
     them; a second heatmap when a panel shows |g_j|), its lines joined with the other panels' into
     one trace per kind, its title an annotation above it. A browser redraws one subplot of a few
     traces much sooner than a subplot per panel (the app's gallery: a key press ~350 → ~230 ms,
     bench/bench_app_browser.py). ``panel_height``: the pixel height of a panel's ±1.2 square (the
-    disc and its W labels) when the figure is wide enough for ``cols`` of them. Hovering a heatmap
-    shows the value (not x and y: those are the panel's position).
+    disc and its W labels) when the figure is wide enough for ``cols`` of them;
+    ``layout.meta["aspect"]`` (the data's height ÷ width) lets a page size it to its width instead.
+    Hovering a heatmap shows the value (not x and y: those are the panel's position).
 
     ``hover=False`` draws each field as a picture instead: a palette PNG coloured here as the
     browser colours the heatmap (:func:`~adaface_lab.plots.images.field_image_uri`, 255 levels),
@@ -447,7 +448,8 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
     cols = min(cols, len(planes))
     if titles is None:
         titles = [_plane_title(p) + (" · negative class" if f == "g_j" else "") for p, f in zip(planes, fields)]
-    titles = [_with_choices(t, p.margin, "<br>") for t, p in zip(titles, planes)]
+    # at most two lines: a title with a line break of its own gets the choice note on its last line
+    titles = [_with_choices(t, p.margin, " · " if "<br>" in t else "<br>") for t, p in zip(titles, planes)]
     zmin, zmax, cbar = _plane_cap(planes, g_range, *dict.fromkeys(fields))
 
     spots = [divmod(i, cols) for i in range(len(planes))]  # (row, col), row 0 on top
@@ -459,7 +461,7 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
               for plane, (cx, cy) in zip(planes, centres)
               for vec, text in ((plane.w_y, "W<sub>y</sub>"), (plane.w_j, "W<sub>j</sub>"))]
     lx, ly, lt = (list(v) for v in zip(*labels))
-    label_trace = dict(type="scatter", mode="text", x=lx, y=ly, text=lt, hoverinfo="skip",
+    label_trace = dict(type="scatter", mode="text", x=lx, y=ly, text=lt, hoverinfo="skip", cliponaxis=False,
                        showlegend=False, name="W labels", textfont=dict(size=12, color="black"))
     data = field_traces + _line_traces(joined, showlegend=True) + [label_trace]
 
@@ -474,7 +476,8 @@ def feature_plane_grid(planes: Sequence[FeaturePlane], cols: int = 3,
         # a figure too narrow for its height keeps its panels at the top, the space below them
         yaxis=_disc_axis(cy_min - 1.2, top, scaleanchor="x", scaleratio=1, constraintoward="top"),
         annotations=annotations,
-        meta=dict(panels=[[cx, cy] for cx, cy in centres]),
+        # aspect: the data's height ÷ width, for a page that sizes the figure to its width (app/_charts.py)
+        meta=dict(panels=[[cx, cy] for cx, cy in centres], aspect=(top - cy_min + 1.2) / (cx_max + 2.4)),
         coloraxis=dict(colorscale=_colour_stops(), cmin=zmin, cmax=zmax,
                        colorbar=dict(title=dict(text=cbar), thickness=14)),
         legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom", **_LEGEND_DARK),
@@ -533,7 +536,7 @@ def _legend(spec: MethodSpec) -> str:
 
 def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
                       convention: str = "official", *, negatives: bool = False, n: int = 361,
-                      title: str | None = None, height: int = 420,
+                      title: str | None = None, height: int = 420, legend_columns: int | None = None,
                       uirevision: str = "gst-curves") -> go.Figure:
     """|g| = (1 − P_y)·df/dc against θ_y (degrees) along the arc from W_y toward W_j.
 
@@ -544,9 +547,14 @@ def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
     misclassified sample gets |g| = 0 because an angle clip of the official code is active (e.g.
     AdaFace at ẑ = +1 from B1 to m·ẑ + ε). ``negatives=True`` adds |g_j| (long dashes) for methods
     that change the negative logits (CurricularFace), where their curriculum acts.
+    ``legend_columns``: the legend below the plot in that many columns, the figure taller by its rows
+    (``height`` is then the plot's share): a long legend left to flow would push the plot's bottom
+    margin up until the plot itself is a strip. None: Plotly lays the legend out.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if legend_columns is not None and legend_columns < 1:
+        raise ValueError(f"legend_columns must be at least 1, got {legend_columns}")
     specs = [_as_spec(m) for m in methods]
     theta = _theta_grid(n)
     degrees = np.degrees(theta)
@@ -576,8 +584,13 @@ def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
                                 yanchor="bottom", showarrow=False, text=f"y axis cut at 2s = {cap:g}",
                                 font=dict(size=11, color="#777")))
     title = title or f"Gradient scaling term ({convention} convention, φ = {math.degrees(phi):.0f}°)"
+    legend: dict[str, Any] = {}
+    if legend_columns is not None:
+        rows = math.ceil(len(data) / legend_columns)
+        height += 21 * rows
+        legend = dict(entrywidth=1.0 / legend_columns, entrywidthmode="fraction", y=-60 / (height - 100 - 21 * rows))
     return _figure(data, _curve_layout(title, "|g| = (1 − P<sub>y</sub>)·df/dc", uirevision, height,
-                                       yaxis=yaxis, shapes=[shape], annotations=annotations))
+                                       yaxis=yaxis, shapes=[shape], annotations=annotations, legend=legend))
 
 
 def target_logit_figure(methods: Sequence[MethodLike], phi: float | None = None, *, n: int = 361,

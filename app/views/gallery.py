@@ -77,11 +77,11 @@ def _entries(v: dict) -> list[tuple[str, float | None, str]]:
 
     def at_norm(name: str, norm: float, which: str) -> tuple[str, float, str]:
         z = float(make_margin(name, v).resolve_context(norm=norm, mean=v["mean"], std=v["std"])["z_hat"])
-        return name, norm, f"{label(name)}, {which} norm (ẑ = {z:+.2f})"
+        return name, norm, f"{label(name)}, {which} norm<br>ẑ = {z:+.2f}"
 
-    def titled(name: str) -> tuple[str, None, str]:
+    def titled(name: str) -> tuple[str, None, str]:  # two short lines: narrow panels' titles must not meet
         note = make_margin(name, v).context_label(context(name, v))
-        return name, None, label(name) + (f", {note}" if note else "")
+        return name, None, label(name) + (f"<br>{note}" if note else "")
 
     return [titled(n) for n in names if n not in by_z_hat] + [
         entry for n in by_z_hat for entry in (at_norm(n, v["nlo"], "low"), at_norm(n, v["nhi"], "high"))
@@ -95,13 +95,15 @@ def grid() -> None:
     panels = [(n, norm, title, field) for n, norm, title in _entries(v)
               for field in (("g", "g_j") if margin_class(n).modifies_negatives else ("g",))]
     planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _, _ in panels]
-    titles = [title + (" · |g<sub>j</sub>| of the negative" if field == "g_j" else "")
-              for _, _, title, field in panels]
+    titles = [title.replace("<br>", " · |g<sub>j</sub>| (negative)<br>", 1) if field == "g_j" and "<br>" in title
+              else title + (" · |g<sub>j</sub>| (negative)" if field == "g_j" else "") for _, _, title, field in panels]
     # hover=False: each field a picture coloured on the server (the browser neither parses nor colours it)
     show_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=GALLERY_PANEL_PX,
                                   fields=[field for *_, field in panels], hover=False), key="grid_chart")
     st.caption("One colour scale for all panels: |g| clipped at 2s (drawn as pictures, so hovering "
-               "shows no values here: the margin explorer's plane shows them). B0 dashed, B1 solid. Magenta: "
+               "shows no values here: the margin explorer's plane shows them). B0 dashed, B1 solid. The dark "
+               "bar along −W_y: within a few degrees of θ_y = 180° the official code's ε-clamp of the "
+               "cosine sets g to 0 (the grid's cells there are a degree or two wide). Magenta: "
                "misclassified samples (P_y < ½) that get |g| = 0 because the official code's angle "
                "clip is active (ArcFace past π − m; AdaFace near W_y once ẑ exceeds about 0.75). "
                "CurricularFace's curriculum t acts on the negatives, g_j = P_j·s·(t + 2c_j) for a "
@@ -115,7 +117,7 @@ def curves() -> None:
     v = _values()
     specs = [spec(n, v, norm=norm, label=title) for n, norm, title in _entries(v)]
     show_chart(gst_curves_figure(specs, math.radians(v["phi"]), v["conv"], negatives=True,
-                                 height=460), key="gallery_gst_chart")
+                                 height=440, legend_columns=1), key="gallery_gst_chart")
 
 
 summary()
