@@ -217,3 +217,18 @@ def test_save_figure_writes_html_and_png(tmp_path: Path) -> None:
     png = written["png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temp files
+
+
+def test_gst_curves_legend_in_columns_grows_the_figure_not_squeezes_the_plot() -> None:
+    """A long legend below the plot, in set columns: the figure is taller by the legend's rows, so the
+    plot keeps the height it was given (a legend left to flow pushes the plot's bottom margin up)."""
+    methods = ["arcface", "cosface", "negative_angular", ("magface", {"norm": 30.0})]
+    flowing = gst_curves_figure(methods, height=440)
+    one = gst_curves_figure(methods, height=440, legend_columns=1)
+    two = gst_curves_figure(methods, height=440, legend_columns=2)
+    entries = len(one.data)
+    assert one.layout.height == 440 + 21 * entries and two.layout.height == 440 + 21 * math.ceil(entries / 2)
+    assert two.layout.legend.entrywidth == 0.5 and two.layout.legend.entrywidthmode == "fraction"
+    assert flowing.layout.height == 440 and one.layout.legend.y < 0  # below the plot, under the axis title
+    with pytest.raises(ValueError, match="legend_columns"):
+        gst_curves_figure(methods, legend_columns=0)

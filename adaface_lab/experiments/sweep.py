@@ -206,12 +206,11 @@ class SweepFolder:
         except (OSError, ValueError, KeyError, TypeError):
             held = None  # none, or damaged: nothing to respect
         mine = spec.to_json()
-        if (held is not None and host == socket.gethostname() and pid != os.getpid() and process_alive(pid)
-                and their_spec != json.loads(json.dumps(mine, default=str))):
-            since = time.strftime("%H:%M:%S", time.localtime(float(held.get("started", 0))))
-            raise SweepBusy(f"{self.path}: another sweep with a different grid or settings is running there "
-                            f"(process {pid}, since {since}); wait for it to end, or give another --out")
         if held is not None and host == socket.gethostname() and pid != os.getpid() and process_alive(pid):
+            if their_spec != json.loads(json.dumps(mine, default=str)):
+                since = time.strftime("%H:%M:%S", time.localtime(float(held.get("started", 0))))
+                raise SweepBusy(f"{self.path}: another sweep with a different grid or settings is running there "
+                                f"(process {pid}, since {since}); wait for it to end, or give another --out")
             return  # the same spec, live: joined, and the mark stays its holder's
         write_text_atomic(mark, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                             "started": time.time(), "spec": mine}, indent=1, default=str))

@@ -586,9 +586,9 @@ def gst_curves_figure(methods: Sequence[MethodLike], phi: float = math.pi / 2,
     title = title or f"Gradient scaling term ({convention} convention, φ = {math.degrees(phi):.0f}°)"
     legend: dict[str, Any] = {}
     if legend_columns is not None:
-        rows = math.ceil(len(data) / legend_columns)
-        height += 21 * rows
-        legend = dict(entrywidth=1.0 / legend_columns, entrywidthmode="fraction", y=-60 / (height - 100 - 21 * rows))
+        plot_px = height - 100  # less the top and bottom margins of _curve_layout
+        legend = dict(entrywidth=1.0 / legend_columns, entrywidthmode="fraction", y=-60 / plot_px)
+        height += 21 * math.ceil(len(data) / legend_columns)  # a legend row is about 21 px
     return _figure(data, _curve_layout(title, "|g| = (1 − P<sub>y</sub>)·df/dc", uirevision, height,
                                        yaxis=yaxis, shapes=[shape], annotations=annotations, legend=legend))
 

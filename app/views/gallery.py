@@ -95,8 +95,8 @@ def grid() -> None:
     panels = [(n, norm, title, field) for n, norm, title in _entries(v)
               for field in (("g", "g_j") if margin_class(n).modifies_negatives else ("g",))]
     planes = [plane(n, v, norm=norm, resolution=GALLERY_RESOLUTION) for n, norm, _, _ in panels]
-    titles = [title.replace("<br>", " · |g<sub>j</sub>| (negative)<br>", 1) if field == "g_j" and "<br>" in title
-              else title + (" · |g<sub>j</sub>| (negative)" if field == "g_j" else "") for _, _, title, field in panels]
+    titles = [title if field == "g" else "{} · |g<sub>j</sub>| (negative){}{}".format(*title.partition("<br>"))
+              for _, _, title, field in panels]  # the |g_j| panel says so on its first line
     # hover=False: each field a picture coloured on the server (the browser neither parses nor colours it)
     show_chart(feature_plane_grid(planes, cols=v["cols"], titles=titles, panel_height=GALLERY_PANEL_PX,
                                   fields=[field for *_, field in panels], hover=False), key="grid_chart")
